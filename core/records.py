@@ -1,0 +1,107 @@
+"""The stored form of a subscription: compact, and readable by the Lua scripts that keep the counters.
+
+    1|<topics,comma>|<lang>|<origin>|<created_s>|<last_seen_s>|<p256dh 65 bytes><auth 16 bytes><path>
+
+`origin` is the endpoint's host for `https://host` on the default port, else the whole origin
+(`https://host:8443`, `http://127.0.0.1:9000` for a local push service); `path` is the rest of the
+endpoint. The first six fields are text so Lua can split them; the keys are kept raw (81 bytes instead
+of 109 in base64url). A subscription's id is a hash of its endpoint, so the same endpoint is always the
+same record and needs no second index.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from core.errors import InvalidInput
+from core.keys import SHARDS
+
+VERSION = b"1"
+KEYS_LEN = 65 + 16
+
+
+def subscription_id(endpoint: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(endpoint.encode("ascii")).digest()[:16]).decode()[:22]
+
+
+def shard_of(sub_id: str) -> int:
+    return base64.urlsafe_b64decode(sub_id[:4])[0] % SHARDS
+
+
+def split_endpoint(endpoint: str) -> tuple[str, str]:
+    """(origin as stored, path) of a validated endpoint."""
+    parts = urlsplit(endpoint)
+    host = parts.netloc
+    origin = host if parts.scheme == "https" and ":" not in host else f"{parts.scheme}://{host}"
+    return origin, endpoint[len(parts.scheme) + 3 + len(host):]
+
+
+def origin_url(origin: str) -> str:
+    return origin if "://" in origin else f"https://{origin}"
+
+
+def service_host(origin: str) -> str:
+    """The push service's name as operators see it in stats and metrics."""
+    return urlsplit(origin_url(origin)).hostname or origin
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    topics: tuple[str, ...] = ()
+    lang: str = ""
+    created_s: int = 0
+    last_seen_s: int = 0
+
+    @property
+    def origin(self) -> str:
+        return split_endpoint(self.endpoint)[0]
+
+    @property
+    def audience(self) -> str:
+        """The VAPID `aud`: scheme://host[:port] of the endpoint."""
+        parts = urlsplit(self.endpoint)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def encode(self) -> bytes:
+        origin, path = split_endpoint(self.endpoint)
+        meta = "|".join(
+            ("1", ",".join(self.topics), self.lang, origin, str(self.created_s), str(self.last_seen_s), "")
+        )
+        return meta.encode("ascii") + self.p256dh + self.auth + path.encode("ascii")
+
+
+class CorruptRecord(ValueError):
+    """A stored subscription that cannot be read (skipped and counted as failed)."""
+
+
+def decode(sub_id: str, raw: bytes) -> Subscription:
+    try:
+        version, topics, lang, origin, created, seen, rest = raw.split(b"|", 6)
+        if version != VERSION or len(rest) < KEYS_LEN:
+            raise ValueError("unknown version or short record")
+        path = rest[KEYS_LEN:].decode("ascii")
+        return Subscription(
+            id=sub_id,
+            endpoint=origin_url(origin.decode("ascii")) + path,
+            p256dh=rest[:65],
+            auth=rest[65:KEYS_LEN],
+            topics=tuple(topics.decode("ascii").split(",")) if topics else (),
+            lang=lang.decode("ascii"),
+            created_s=int(created),
+            last_seen_s=int(seen),
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(f"subscription {sub_id}: {exc}") from None
+
+
+def check_id(sub_id: str) -> str:
+    if len(sub_id) != 22 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in sub_id):
+        raise InvalidInput("invalid_subscription_id", "a subscription id is 22 characters of base64url", "id")
+    return sub_id

@@ -1,0 +1,1 @@
+"""The `nabaa` command: the composition root that starts the API, the workers and the scheduler."""

@@ -1,0 +1,3 @@
+from nabaa.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP API and the pages (FastAPI). It uses `core` and never `workers`."""

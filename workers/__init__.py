@@ -1,0 +1,1 @@
+"""Background processes: the delivery worker and the scheduler. They use `core` and never `service`."""

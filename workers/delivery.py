@@ -1,0 +1,375 @@
+"""The delivery worker: takes broadcast tasks from the stream, sends, records outcomes.
+
+A task is one (alert, shard). The worker walks the shard with HSCAN in batches, sends each batch with up to
+`WORKER_CONCURRENCY` requests in flight, and commits every batch (counts, retries, the shard cursor) in
+one script, so a worker killed at any instant leaves at most the uncommitted batches to be sent again by
+whoever takes its tasks over (`XAUTOCLAIM` after `CLAIM_IDLE_MS`). Single messages that must be tried
+again wait in the retry set and are taken with a lease.
+
+    stream {P:a}:tasks ──▶ process_task ──▶ scan shard ──▶ send_batch ──▶ commit_batch
+    zset {P:a}:retry   ──▶ process_retries ──────────────▶ send ───────▶ finish_retries
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from core.alerts import AlertRecord, AlertStore, parse_retry_member, retry_member
+from core.keys import GROUP
+from core.outcomes import Action, Outcome, backoff_s
+from core.records import CorruptRecord, Subscription, decode, service_host
+from core.settings import Settings
+from core.store import Store
+from core.subscriptions import SubscriptionStore
+from core.validation import HostPolicy, check_endpoint
+from core.errors import InvalidInput
+from core.vapid import Vapid
+from core.webpush import build_request, topic_for
+from workers.transport import Transport
+
+log = logging.getLogger("nabaa.worker")
+
+BATCH = 64  # subscriptions per committed batch
+PARALLEL_TASKS = 4  # shard tasks a worker works on at once: BATCH × PARALLEL_TASKS ≤ the in-flight window
+CLAIM_IDLE_MS = 15_000  # a task untouched this long belongs to a dead worker
+HEARTBEAT_S = 5.0
+RETRY_POLL_S = 0.5
+ALERT_CACHE_S = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class BatchResult:
+    targeted: int = 0
+    sent: int = 0
+    gone: int = 0
+    failed: int = 0
+    retries: list[tuple[int, str]] = field(default_factory=list)
+
+
+class HostStates:
+    """What workers know about each push service: paused until when (shared through Redis, cached here)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._paused: dict[str, tuple[float, int]] = {}  # origin → (checked at, paused until ms)
+
+    async def paused_until(self, origin: str) -> int:
+        checked = self._paused.get(origin)
+        if checked is not None and time.monotonic() - checked[0] < 1.0:
+            return checked[1]
+        value = await self.store.redis.get(self.store.keys.pause(origin))
+        until = int(value) if value else 0
+        self._paused[origin] = (time.monotonic(), until)
+        return until
+
+    async def pause(self, origin: str, seconds: float) -> int:
+        until = now_ms() + int(seconds * 1000)
+        await self.store.redis.set(self.store.keys.pause(origin), until, px=max(int(seconds * 1000), 1))
+        self._paused[origin] = (time.monotonic(), until)
+        log.warning("push service %s paused for %.0f s", service_host(origin), seconds)
+        return until
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store, transport: Transport, vapid: Vapid, *,
+                 name: str | None = None, burst: bool = False):
+        self.settings = settings
+        self.store = store
+        self.alerts = AlertStore(store)
+        self.subs = SubscriptionStore(store)
+        self.transport = transport
+        self.vapid = vapid
+        self.policy = HostPolicy(tuple(settings.push_allowed_hosts), settings.push_allow_insecure)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.burst = burst
+        self.hosts = HostStates(store)
+        self.in_flight = asyncio.Semaphore(settings.worker_concurrency)
+        self.task_slots = asyncio.Semaphore(PARALLEL_TASKS)
+        self._working: set[str] = set()  # stream ids of the tasks this worker holds
+        self._alert_cache: dict[str, tuple[float, AlertRecord]] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    # ----- the main loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._until_redis(self.alerts.ensure_group)
+        background = [asyncio.create_task(self._every(HEARTBEAT_S, self._heartbeat)),
+                      asyncio.create_task(self._every(HEARTBEAT_S, self._claim_stale)),
+                      asyncio.create_task(self._every(RETRY_POLL_S, self._process_retries))]
+        log.info("worker %s started", self.name)
+        try:
+            await self._read_tasks()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=10)
+            log.info("worker %s stopped", self.name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _read_tasks(self) -> None:
+        delay = 0.1
+        idle_rounds = 0
+        while not self._stopping.is_set():
+            await self.task_slots.acquire()
+            try:
+                entries = await self.store.redis.xreadgroup(
+                    GROUP, self.name, {self.store.keys.tasks: ">"}, count=1, block=500 if not self.burst else 100
+                )
+                delay = 0.1
+            except (RedisError, OSError) as exc:
+                self.task_slots.release()
+                log.warning("reading tasks: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if not entries:
+                self.task_slots.release()
+                if self.burst:
+                    idle_rounds += 1
+                    if idle_rounds >= 3 and await self._drained():
+                        return
+                continue
+            idle_rounds = 0
+            for _stream, messages in entries:
+                for entry_id, fields in messages:
+                    self._spawn(self._process_task_entry(entry_id, fields))
+
+    async def _drained(self) -> bool:
+        """Burst mode: nothing left for any worker (no tasks held, pending or waiting; no retries)."""
+        if self._tasks:
+            return False
+        info = await self.store.redis.xpending(self.store.keys.tasks, GROUP)
+        return int(info["pending"]) == 0 and await self.alerts.retry_depth() == 0
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _every(self, seconds: float, step) -> None:
+        while not self._stopping.is_set():
+            try:
+                await step()
+            except (RedisError, OSError) as exc:
+                log.warning("%s: %s", step.__name__, exc)
+            except Exception:
+                log.exception("%s failed", step.__name__)
+            await asyncio.sleep(seconds)
+
+    async def _until_redis(self, step) -> None:
+        delay = 0.1
+        while True:
+            try:
+                return await step()
+            except (RedisError, OSError) as exc:
+                log.warning("waiting for Redis: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _heartbeat(self) -> None:
+        """Touch the tasks we hold, so that no one takes them over while we work on them."""
+        if self._working:
+            await self.store.redis.xclaim(self.store.keys.tasks, GROUP, self.name, min_idle_time=0,
+                                          message_ids=list(self._working), justid=True)
+
+    async def _claim_stale(self) -> None:
+        """Take over tasks held by a worker that stopped touching them (it died)."""
+        free = PARALLEL_TASKS - len(self._working)
+        if free <= 0:
+            return
+        _next, claimed, *_ = await self.store.redis.xautoclaim(
+            self.store.keys.tasks, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=free
+        )
+        for entry_id, fields in claimed:
+            if fields is None:
+                continue
+            await self.task_slots.acquire()
+            log.info("took over task %s", entry_id)
+            self._spawn(self._process_task_entry(entry_id, fields))
+
+    # ----- one task: an alert on one shard -----------------------------------------------------------
+
+    async def _process_task_entry(self, entry_id, fields) -> None:
+        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        self._working.add(entry_id)
+        try:
+            alert_id = fields[b"a"].decode()
+            shard = int(fields[b"s"])
+            finished = await self.process_task(alert_id, shard)
+            if finished:
+                pipe = self.store.redis.pipeline(transaction=False)
+                pipe.xack(self.store.keys.tasks, GROUP, entry_id)
+                pipe.xdel(self.store.keys.tasks, entry_id)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("task %s left for later: %s", entry_id, exc)
+        except Exception:
+            log.exception("task %s failed; it stays pending", entry_id)
+        finally:
+            self._working.discard(entry_id)
+            self.task_slots.release()
+
+    async def process_task(self, alert_id: str, shard: int) -> bool:
+        """Send one alert to one shard; True when the task is over (done, or nothing to do)."""
+        status, cursor, shard_done = await self.alerts.begin(alert_id, shard, now_ms())
+        if status is None or shard_done or status in ("done", "cancelled", "failed", "scheduled"):
+            return True
+        alert = await self._alert(alert_id)
+        cursor = cursor or 0
+        seen: set[str] = set()
+        while True:
+            next_cursor, items = await self.subs.scan_shard(shard, cursor, BATCH)
+            result = await self.send_batch(alert, items, seen)
+            final = next_cursor == 0
+            await self.alerts.commit_batch(alert_id, shard, next_cursor, final, result.targeted, result.sent,
+                                           result.gone, result.failed, result.retries, now_ms())
+            if final:
+                return True
+            if self._stopping.is_set():
+                return False  # committed so far; the rest stays pending for another worker
+            cursor = next_cursor
+
+    async def _alert(self, alert_id: str) -> AlertRecord:
+        cached = self._alert_cache.get(alert_id)
+        if cached is not None and time.monotonic() - cached[0] < ALERT_CACHE_S:
+            return cached[1]
+        record = await self.alerts.get(alert_id)
+        if record is None:
+            raise LookupError(f"alert {alert_id} vanished")
+        self._alert_cache[alert_id] = (time.monotonic(), record)
+        if len(self._alert_cache) > 256:
+            oldest = min(self._alert_cache, key=lambda k: self._alert_cache[k][0])
+            self._alert_cache.pop(oldest, None)
+        return record
+
+    @staticmethod
+    def targets(alert: AlertRecord, sub: Subscription) -> bool:
+        topic = alert.raw.get("topic")
+        if topic and sub.topics and topic not in sub.topics:
+            return False
+        lang = alert.raw.get("lang")
+        if lang and sub.lang and sub.lang != lang:
+            return False
+        return True
+
+    async def send_batch(self, alert: AlertRecord, items, seen: set[str]) -> BatchResult:
+        result = BatchResult()
+        jobs = []
+        for sub_id, raw in items:
+            if sub_id in seen:
+                continue  # HSCAN may return an entry twice while the hash is rehashed
+            seen.add(sub_id)
+            try:
+                sub = decode(sub_id, raw)
+            except CorruptRecord as exc:
+                log.warning("%s", exc)
+                result.targeted += 1
+                result.failed += 1
+                continue
+            if not self.targets(alert, sub):
+                continue
+            result.targeted += 1
+            jobs.append(self._attempt(alert, sub, 0, result))
+        if jobs:
+            await asyncio.gather(*jobs)
+        return result
+
+    async def _attempt(self, alert: AlertRecord, sub: Subscription, attempt: int, result: BatchResult) -> str:
+        """One try to deliver; tallies the outcome into `result` and returns it as a word for the retry set."""
+        outcome = await self.deliver(alert, sub)
+        action = outcome.action
+        if action is Action.SENT:
+            result.sent += 1
+            return "sent"
+        if action is Action.GONE:
+            await self.subs.delete(sub.id)
+            result.gone += 1
+            return "gone"
+        if outcome.final or attempt + 1 >= self.settings.push_max_attempts:
+            if outcome.reason != "expired":
+                log.info("alert %s: %s gave up: %s", alert.id, service_host(sub.origin), outcome.reason)
+            result.failed += 1
+            return "failed"
+        if action is Action.THROTTLED:
+            due = await self.hosts.pause(sub.origin, outcome.retry_after_s or 60)
+        elif outcome.retry_after_s is not None and outcome.status is None:
+            due = int(outcome.retry_after_s * 1000) + now_ms()  # the host is paused: wait for it
+        else:
+            due = now_ms() + int(backoff_s(attempt) * 1000)
+        if due >= alert.expires_ms:
+            result.failed += 1
+            return "failed"
+        result.retries.append((due, retry_member(alert.id, sub.id, attempt + 1)))
+        return "retry"
+
+    async def deliver(self, alert: AlertRecord, sub: Subscription) -> Outcome:
+        """Encrypt and POST one message, unless its time is up or its host asked us to wait."""
+        ttl_ms = alert.expires_ms - now_ms()
+        if ttl_ms < 1000:
+            return Outcome(Action.REJECTED, None, "expired")
+        paused = await self.hosts.paused_until(sub.origin)
+        if paused > now_ms():
+            return Outcome(Action.RETRY, None, "host paused", (paused - now_ms()) / 1000)
+        try:
+            check_endpoint(sub.endpoint, self.policy)  # again at send time: the allow-list may have changed
+        except InvalidInput as exc:
+            return Outcome(Action.REJECTED, None, f"endpoint no longer allowed: {exc.code}")
+        async with self.in_flight:
+            request = build_request(
+                sub.endpoint, sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
+                urgency=alert.raw.get("urgency", "high"), topic=alert.raw.get("topic_header") or topic_for(alert.id),
+                authorization=self.vapid.header(sub.audience),
+            )
+            return await self.transport.send(request)
+
+    # ----- retries ------------------------------------------------------------------------------------
+
+    async def _process_retries(self) -> None:
+        members = await self.alerts.take_retries(now_ms(), self.settings.worker_concurrency)
+        if not members:
+            return
+        by_alert: dict[str, list[tuple[str, str, int]]] = {}
+        for member in members:
+            alert_id, sub_id, attempt = parse_retry_member(member)
+            by_alert.setdefault(alert_id, []).append((member, sub_id, attempt))
+        await asyncio.gather(*(self._retry_alert(alert_id, items) for alert_id, items in by_alert.items()))
+
+    async def _retry_alert(self, alert_id: str, items: list[tuple[str, str, int]]) -> None:
+        record = await self.alerts.get(alert_id)
+        if record is None:
+            await self.alerts.finish_retries(alert_id, [(m, "failed", "") for m, _, _ in items], now_ms())
+            return
+        self._alert_cache[alert_id] = (time.monotonic(), record)
+
+        async def one(member: str, sub_id: str, attempt: int) -> tuple[str, str, str]:
+            if record.status == "cancelled":
+                return member, "failed", ""
+            try:
+                sub = await self.subs.get(sub_id)
+            except CorruptRecord:
+                sub = None
+            if sub is None:
+                return member, "failed", ""  # unsubscribed meanwhile
+            result = BatchResult()
+            word = await self._attempt(record, sub, attempt, result)
+            following = f"{result.retries[0][0]} {result.retries[0][1]}" if result.retries else ""
+            return member, word, following
+
+        outcomes = await asyncio.gather(*(one(*item) for item in items))
+        await self.alerts.finish_retries(alert_id, list(outcomes), now_ms())
