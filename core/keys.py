@@ -16,7 +16,7 @@ set share another. Shards spread the audience over the cluster's masters.
 | `{P:a}:retry` | zset member → due ms | until final | single messages waiting for a retry, and leases of ones taken |
 | `{P:a}:dead` | list | capped | alerts or tasks given up, with the reason (operators) |
 | `{P:a}:events` | stream | capped | delivered / clicked / dismissed reports from service workers |
-| `{P:h}:pause:<host>` | string → until ms | until then | a push service that asked us to wait (429) or is stopped (401/403) |
+| `{P:h}:pauses` | hash origin → until ms | entries until then | push services that asked us to wait (429) or are stopped (401/403) |
 | `{P:r}:rate:<bucket>` | string counter | 1 min | subscribe rate limit per hashed client address |
 | `{P:l}:scheduler` | string → owner | lease, 15 s | the one active scheduler |
 """
@@ -69,8 +69,9 @@ class Keys:
     def events(self) -> str:
         return f"{{{self.prefix}:a}}:events"
 
-    def pause(self, host: str) -> str:
-        return f"{{{self.prefix}:h}}:pause:{host}"
+    @property
+    def pauses(self) -> str:
+        return f"{{{self.prefix}:h}}:pauses"
 
     def rate(self, bucket: str) -> str:
         return f"{{{self.prefix}:r}}:rate:{bucket}"

@@ -38,7 +38,9 @@ def connect(url: str) -> aioredis.Redis | RedisCluster:
     )
     if "+cluster://" in url:
         return RedisCluster.from_url(url.replace("+cluster://", "://", 1), **common)
-    return aioredis.Redis.from_url(url, **common)
+    # A bounded pool that makes a burst wait for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=30, **common)
+    return aioredis.Redis(connection_pool=pool)
 
 
 @dataclass

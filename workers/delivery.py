@@ -58,25 +58,38 @@ class BatchResult:
 
 
 class HostStates:
-    """What workers know about each push service: paused until when (shared through Redis, cached here)."""
+    """Which push services asked us to wait, until when: shared through Redis, refreshed once a second.
+
+    Looking it up is a dict read on the hot path; `refresh()` runs beside the sends.
+    """
 
     def __init__(self, store: Store):
         self.store = store
-        self._paused: dict[str, tuple[float, int]] = {}  # origin → (checked at, paused until ms)
+        self._until: dict[str, int] = {}  # origin → paused until (ms)
 
-    async def paused_until(self, origin: str) -> int:
-        checked = self._paused.get(origin)
-        if checked is not None and time.monotonic() - checked[0] < 1.0:
-            return checked[1]
-        value = await self.store.redis.get(self.store.keys.pause(origin))
-        until = int(value) if value else 0
-        self._paused[origin] = (time.monotonic(), until)
-        return until
+    def paused_until(self, origin: str) -> int:
+        return self._until.get(origin, 0)
+
+    async def refresh(self) -> None:
+        raw = await self.store.redis.hgetall(self.store.keys.pauses)
+        now = now_ms()
+        current, expired = {}, []
+        for origin, until in raw.items():
+            origin = origin.decode() if isinstance(origin, bytes) else origin
+            if int(until) > now:
+                current[origin] = int(until)
+            else:
+                expired.append(origin)
+        self._until = current
+        if expired:
+            await self.store.redis.hdel(self.store.keys.pauses, *expired)
 
     async def pause(self, origin: str, seconds: float) -> int:
         until = now_ms() + int(seconds * 1000)
-        await self.store.redis.set(self.store.keys.pause(origin), until, px=max(int(seconds * 1000), 1))
-        self._paused[origin] = (time.monotonic(), until)
+        if self._until.get(origin, 0) >= until:
+            return self._until[origin]
+        self._until[origin] = until
+        await self.store.redis.hset(self.store.keys.pauses, origin, until)
         log.warning("push service %s paused for %.0f s", service_host(origin), seconds)
         return until
 
@@ -107,7 +120,8 @@ class Worker:
         await self._until_redis(self.alerts.ensure_group)
         background = [asyncio.create_task(self._every(HEARTBEAT_S, self._heartbeat)),
                       asyncio.create_task(self._every(HEARTBEAT_S, self._claim_stale)),
-                      asyncio.create_task(self._every(RETRY_POLL_S, self._process_retries))]
+                      asyncio.create_task(self._every(RETRY_POLL_S, self._process_retries)),
+                      asyncio.create_task(self._every(1.0, self.hosts.refresh))]
         log.info("worker %s started", self.name)
         try:
             await self._read_tasks()
@@ -323,7 +337,7 @@ class Worker:
         ttl_ms = alert.expires_ms - now_ms()
         if ttl_ms < 1000:
             return Outcome(Action.REJECTED, None, "expired")
-        paused = await self.hosts.paused_until(sub.origin)
+        paused = self.hosts.paused_until(sub.origin)
         if paused > now_ms():
             return Outcome(Action.RETRY, None, "host paused", (paused - now_ms()) / 1000)
         try:

@@ -1,0 +1,306 @@
+"""`make bench`: Nabaa's broadcast rate against pywebpush, side by side, in one run, on this machine.
+
+1. a fresh `redis-server` (AOF on, as in production) and N synthetic subscribers with FCM-length endpoints;
+2. a local TLS push service (`bench.sink`) that checks every request's VAPID token, encoding and size;
+3. the API (`nabaa api`) and `--workers` × `nabaa worker`, started as production starts them; one alert
+   is POSTed and timed from the 202 to the last push;
+4. to the same push service: pywebpush as documented, and pywebpush at its best (`bench.baselines`);
+5. prints the table, writes JSON and a plot of throughput over the broadcast into `bench-results/`.
+
+    python -m bench.run [--subscribers 20000] [--workers 2] [--baseline-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import redis
+
+from core.keys import Keys
+from core.records import Subscription, subscription_id
+from core.subscriptions import UPSERT
+from core.vapid import write_private_key
+from nabaa.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+TOKEN = "bench-editor-token-" + secrets.token_hex(8)
+
+
+def make_cert(directory: Path) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "sink.pem", directory / "sink.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def populate(url: str, prefix: str, origin: str, count: int) -> None:
+    """N subscribers with FCM-length endpoints (~190 characters) and real P-256 keys (a pool of 512)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pool = [ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint) for _ in range(512)]
+    client = redis.Redis.from_url(url)
+    script = client.register_script(UPSERT)
+    keys = Keys(prefix)
+    now = int(time.time())
+    pipe = client.pipeline(transaction=False)
+    host = origin.split("://", 1)[1]
+    for i in range(count):
+        token = secrets.token_urlsafe(114)[:152]  # FCM registration tokens are ~152 characters
+        endpoint = f"{origin}/fcm/send/{token}"
+        sub = Subscription(subscription_id(endpoint), endpoint, pool[i % len(pool)], secrets.token_bytes(16),
+                           (), "ar", now, now)
+        shard = __import__("core.records", fromlist=["shard_of"]).shard_of(sub.id)
+        script(keys=[keys.subs(shard), keys.counts(shard)],
+               args=[sub.id, "", "ar", f"https://{host}", now, sub.p256dh + sub.auth + f"/fcm/send/{token}".encode()],
+               client=pipe)
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_http(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def http_json(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status, json.loads(answer.read() or b"{}")
+
+
+def read_stats(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"accepted": 0, "rejected": 0}
+
+
+def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: str, key_file: str,
+              stats_path: Path) -> dict:
+    env = {**os.environ, "NABAA_ENV": "production", "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
+           "EDITOR_TOKEN": TOKEN, "VAPID_PRIVATE_KEY_FILE": key_file, "VAPID_SUBJECT": "mailto:bench@nabaa.example",
+           "SITE_ORIGIN": "https://news.example", "PUSH_ALLOWED_HOSTS": origin.split("://")[1],
+           "PUSH_ALLOW_INSECURE": "1", "PUSH_CA_FILE": cert, "DATA_DIR": str(work), "LOG_LEVEL": "WARNING"}
+    api_port = free_port()
+    nabaa = [sys.executable, "-m", "nabaa"]
+    api = subprocess.Popen(nabaa + ["api", "--port", str(api_port)], env=env)
+    def worker_command(index: int) -> list[str]:
+        if not args.profile:
+            return nabaa + ["worker"]
+        spy = str(Path(sys.executable).parent / "py-spy")
+        return [spy, "record", "--format", "raw", "--rate", "250", "--subprocesses", "-o",
+                str(Path(args.out) / f"profile-worker{index}.txt"), "--"] + nabaa + ["worker"]
+
+    workers = [subprocess.Popen(worker_command(i), env=env) for i in range(args.workers)]
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/readyz")
+        time.sleep(1.0)  # the workers are blocked on the stream, ready
+        cpu_before = {w.pid: proc_cpu_s(w.pid) for w in workers}
+        before = read_stats(stats_path)["accepted"]
+        t0 = time.time()
+        status, answer = http_json("POST", f"http://127.0.0.1:{api_port}/api/v1/alerts",
+                                   {"title": "عاجل: اختبار السرعة", "body": "نص الخبر " * 8, "url": "/"})
+        t_202 = time.time()
+        assert status == 202, answer
+        alert_id = answer["id"]
+        deadline = time.monotonic() + max(600, args.subscribers / 500)
+        alert = {}
+        while time.monotonic() < deadline:
+            _, alert = http_json("GET", f"http://127.0.0.1:{api_port}/api/v1/alerts/{alert_id}")
+            if alert["status"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        t_done = time.time()
+        cpu = sum(proc_cpu_s(w.pid) - cpu_before[w.pid] for w in workers)
+        peak = max(proc_peak_rss_mb(w.pid) for w in workers)
+        time.sleep(0.6)
+        stats = read_stats(stats_path)
+    finally:
+        for process in [api, *workers]:
+            process.terminate()
+        for process in [api, *workers]:
+            process.wait(15)
+    counts = alert.get("counts", {})
+    sent = counts.get("sent", 0)
+    wall = t_done - t_202
+    return {
+        "name": f"nabaa ({args.workers} workers)", "status": alert.get("status"), "targeted": counts.get("targeted"),
+        "sent": sent, "failed": counts.get("failed"), "sink_accepted": stats["accepted"] - before,
+        "sink_rejected": stats.get("rejected", 0), "sink_reasons": stats.get("reasons", {}),
+        "wall_s": wall, "rate": sent / wall if wall else 0, "cpu_s": cpu, "per_cpu_s": sent / cpu if cpu else 0,
+        "first_push_ms": ((stats.get("first_at") or t_202) - t_202) * 1000 if stats.get("first_at") else None,
+        "api_202_ms": (t_202 - t0) * 1000, "peak_rss_mb": peak, "per_second": stats.get("per_second", []),
+        "broadcast_start": t_202,
+    }
+
+
+def run_baseline(mode: str, args, redis_url, prefix, cert, key_file, work: Path, stats_path: Path) -> dict:
+    out = work / f"{mode}.json"
+    before = read_stats(stats_path)["accepted"]
+    limit = args.subscribers if mode == "tuned" else min(args.subscribers, 5000)
+    subprocess.run([sys.executable, "-m", "bench.baselines", mode, "--redis", redis_url, "--prefix", prefix,
+                    "--key", key_file, "--ca", cert, "--limit", str(limit), "--seconds", str(args.baseline_seconds),
+                    "--out", str(out)], check=True, env={**os.environ})
+    result = json.loads(out.read_text())
+    time.sleep(0.6)
+    result["sink_accepted"] = read_stats(stats_path)["accepted"] - before
+    result["name"] = {"documented": "pywebpush as documented", "tuned": "pywebpush at its best"}[mode]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-seconds", type=float, default=20)
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="record the workers with py-spy (collapsed stacks)")
+    parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    args = parser.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="nabaa-bench-") as tmp:
+        work = Path(tmp)
+        cert, cert_key = make_cert(work)
+        vapid_key = work / "vapid.pem"
+        write_private_key(vapid_key)
+        server = EmbeddedRedis(work / "redis", appendonly=True).start()
+        stats_path = work / "sink.json"
+        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", "--cert", cert, "--key", cert_key,
+                                 "--stats-file", str(stats_path)], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(sink.stdout.readline().split()[1])
+            origin = f"https://localhost:{port}"
+            prefix = "bench"
+            client = redis.Redis.from_url(server.url)
+            memory_before = client.info("memory")["used_memory"]
+            started = time.monotonic()
+            populate(server.url, prefix, origin, args.subscribers)
+            memory_after = client.info("memory")["used_memory"]
+            print(f"populated {args.subscribers} subscribers in {time.monotonic() - started:.1f} s; "
+                  f"{(memory_after - memory_before) / args.subscribers:.0f} bytes of Redis memory each", flush=True)
+            results = [run_nabaa(args, work, server.url, prefix, origin, cert, str(vapid_key), stats_path)]
+            if not args.skip_baselines:
+                for mode in ("tuned", "documented"):
+                    results.append(run_baseline(mode, args, server.url, prefix, cert, str(vapid_key), work,
+                                                stats_path))
+            final_stats = read_stats(stats_path)
+        finally:
+            sink.terminate()
+            sink.wait(10)
+            server.stop()
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "subscribers": args.subscribers, "workers": args.workers,
+        "redis_bytes_per_subscriber": (memory_after - memory_before) / args.subscribers,
+        "sink_rejected_total": final_stats.get("rejected", 0), "sink_reasons": final_stats.get("reasons", {}),
+        "results": results,
+    }
+    print_table(report)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    (out_dir / f"bench-{args.subscribers}-{stamp}.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "latest.json").write_text(json.dumps(report, indent=2))
+    plot(report, out_dir / f"bench-{args.subscribers}-{stamp}.png")
+    print(f"results in {out_dir}/")
+
+
+def print_table(report: dict) -> None:
+    results = report["results"]
+    nabaa = results[0]
+    print(f"\n{report['subscribers']} subscribers, {report['workers']} workers, {report['machine']['cpus']} CPUs, "
+          f"TLS to a local push service that verifies every request")
+    print(f"{'sender':32} {'sent':>8} {'wall s':>8} {'msg/s':>9} {'msg/CPU-s':>10} {'peak MB':>8}")
+    for r in results:
+        print(f"{r['name']:32} {r['sent']:>8} {r['wall_s']:>8.2f} {r['rate']:>9.0f} {r['per_cpu_s']:>10.0f} "
+              f"{r['peak_rss_mb']:>8.1f}")
+    print(f"\nfirst push after the 202: {nabaa['first_push_ms']:.0f} ms; API answered in {nabaa['api_202_ms']:.0f} ms")
+    print(f"Redis memory per subscriber: {report['redis_bytes_per_subscriber']:.0f} bytes")
+    print(f"push service rejected: {report['sink_rejected_total']} {report['sink_reasons'] or ''}")
+    for r in results[1:]:
+        print(f"nabaa / {r['name']}: {nabaa['rate'] / r['rate'] if r['rate'] else 0:.1f}× the rate, "
+              f"{nabaa['per_cpu_s'] / r['per_cpu_s'] if r['per_cpu_s'] else 0:.2f}× the messages per CPU-second")
+
+
+def plot(report: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot)")
+        return
+    nabaa = report["results"][0]
+    series = nabaa.get("per_second") or []
+    start = nabaa["broadcast_start"]
+    points = [(second - int(start), count) for second, count in series if second >= int(start) - 1]
+    points = [(x, y) for x, y in points if x <= nabaa["wall_s"] + 2]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if points:
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=nabaa["name"])
+    for r in report["results"][1:]:
+        ax.axhline(r["rate"], linestyle="--", label=f"{r['name']} (mean)")
+    ax.set_xlabel("seconds after the 202")
+    ax.set_ylabel("notifications accepted per second")
+    ax.set_title(f"Broadcast to {report['subscribers']} subscribers over TLS")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
