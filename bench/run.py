@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,9 +170,10 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
         stats = read_stats(stats_path)
     finally:
         for process in [api, *workers]:
-            process.terminate()
+            # py-spy writes its profile on SIGINT; the workers stop cleanly on either signal.
+            process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
         for process in [api, *workers]:
-            process.wait(15)
+            process.wait(30)
     counts = alert.get("counts", {})
     sent = counts.get("sent", 0)
     wall = t_done - t_202

@@ -30,9 +30,10 @@ def new_alert_id(now_ms: int | None = None) -> str:
     return f"{now_ms:011x}{secrets.token_hex(5)}"
 
 
-# Shared by the scripts that can finish an alert. KEYS[1] is the alert hash; `now` is ms.
+# Shared by the scripts that can finish an alert: `key` the alert hash, `dead` the dead-letter list.
+# An alert none of whose sends succeeded ends `failed` and goes to the dead letters with its last reason.
 _LUA_DONE = f"""
-local function check_done(key, now)
+local function check_done(key, now, dead)
   local v = redis.call('HMGET', key, 'status', 'shards_done', 'targeted', 'sent', 'gone', 'failed')
   if v[1] ~= 'sending' or tonumber(v[2] or '0') < {SHARDS} then return 1 end
   local targeted, sent, gone, failed = tonumber(v[3] or '0'), tonumber(v[4] or '0'), tonumber(v[5] or '0'), tonumber(v[6] or '0')
@@ -40,6 +41,11 @@ local function check_done(key, now)
   local status = 'done'
   if failed > 0 and sent == 0 and gone == 0 then status = 'failed' end
   redis.call('HSET', key, 'status', status, 'finished_at', now)
+  if status == 'failed' then
+    local reason = redis.call('HGET', key, 'last_error') or 'every send failed'
+    redis.call('LPUSH', dead, cjson.encode({{alert = redis.call('HGET', key, 'id'), reason = reason, at = tonumber(now)}}))
+    redis.call('LTRIM', dead, 0, 9999)
+  end
   return 2
 end
 """
@@ -99,8 +105,8 @@ end
 return {status, redis.call('HGET', KEYS[1], 'cur:' .. ARGV[1]), redis.call('HGET', KEYS[1], 'done:' .. ARGV[1])}
 """
 
-# KEYS: alert, retry. ARGV: shard, cursor, final (0/1), targeted, sent, gone, failed, now ms,
-#       then due/member pairs for the retry set. One batch of a shard, recorded atomically.
+# KEYS: alert, retry, dead. ARGV: shard, cursor, final (0/1), targeted, sent, gone, failed, now ms,
+#       last error ('' = none), then due/member pairs for the retry set. One batch of a shard, atomically.
 COMMIT_BATCH = _LUA_DONE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local shard = ARGV[1]
@@ -109,7 +115,8 @@ redis.call('HINCRBY', KEYS[1], 'targeted', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'gone', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[7])
-for i = 9, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[9]) end
+for i = 10, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'done:' .. shard, 1)
   redis.call('HDEL', KEYS[1], 'cur:' .. shard)
@@ -117,7 +124,7 @@ if ARGV[3] == '1' then
 else
   redis.call('HSET', KEYS[1], 'cur:' .. shard, ARGV[2])
 end
-return check_done(KEYS[1], ARGV[8])
+return check_done(KEYS[1], ARGV[8], KEYS[3])
 """
 
 # KEYS: retry. ARGV: now ms, lease ms, limit. Takes due retries, leasing them so a crash gives them back.
@@ -127,11 +134,12 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], m
 return due
 """
 
-# KEYS: alert, retry. ARGV: now ms, then triples (member, outcome, next due ms or ''), outcome one of
-# sent|gone|failed|retry (with next member after a space in the due field: '<due> <member>').
+# KEYS: alert, retry, dead. ARGV: now ms, last error ('' = none), then triples (member, outcome, next),
+# outcome one of sent|gone|failed|retry; for retry, next is '<due ms> <next member>'.
 FINISH_RETRIES = _LUA_DONE + """
 local moved = 0
-for i = 2, #ARGV, 3 do
+if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'last_error', ARGV[2]) end
+for i = 3, #ARGV, 3 do
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     local outcome = ARGV[i + 1]
     if outcome == 'retry' then
@@ -143,8 +151,22 @@ for i = 2, #ARGV, 3 do
     end
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then check_done(KEYS[1], ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then check_done(KEYS[1], ARGV[1], KEYS[3]) end
 return moved
+"""
+
+# KEYS: alert. ARGV: origin, answers, gone answers, threshold. The storm breaker of one broadcast:
+# returns 1 (and stays tripped) once the origin's gone answers are more than half its answers and more
+# than the threshold; then nothing more is deleted for that origin in this broadcast.
+TALLY_GONE = """
+if redis.call('HEXISTS', KEYS[1], 'breaker:' .. ARGV[1]) == 1 then return 1 end
+local answers = redis.call('HINCRBY', KEYS[1], 'ans:' .. ARGV[1], ARGV[2])
+local gone = redis.call('HINCRBY', KEYS[1], 'gone:' .. ARGV[1], ARGV[3])
+if gone > tonumber(ARGV[4]) and gone * 2 > answers then
+  redis.call('HSET', KEYS[1], 'breaker:' .. ARGV[1], gone)
+  return 1
+end
+return 0
 """
 
 # KEYS: alert. ARGV: field. Counts a service-worker report for an alert that exists.
@@ -307,25 +329,35 @@ class AlertStore:
         return _text(status), (int(cursor) if cursor else None), bool(done)
 
     async def commit_batch(self, alert_id: str, shard: int, cursor: int, final: bool, targeted: int,
-                           sent: int, gone: int, failed: int, retries: list[tuple[int, str]], now_ms: int) -> int:
+                           sent: int, gone: int, failed: int, retries: list[tuple[int, str]], now_ms: int,
+                           reason: str = "") -> int:
         flat: list = []
         for due_ms, member in retries:
             flat += [due_ms, member]
         return int(await self.store.script(COMMIT_BATCH)(
-            keys=[self.keys.alert(alert_id), self.keys.retry],
-            args=[shard, cursor, 1 if final else 0, targeted, sent, gone, failed, now_ms, *flat],
+            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead],
+            args=[shard, cursor, 1 if final else 0, targeted, sent, gone, failed, now_ms, reason, *flat],
         ))
+
+    async def tally_gone(self, alert_id: str, origin: str, answers: int, gone: int, threshold: int) -> bool:
+        """Count one batch's answers for the storm breaker; True when deletions must stop."""
+        return bool(await self.store.script(TALLY_GONE)(
+            keys=[self.keys.alert(alert_id)], args=[origin, answers, gone, threshold]))
+
+    async def dead_letters(self, limit: int = 100) -> list[dict]:
+        return [json.loads(_text(item)) for item in await self.store.redis.lrange(self.keys.dead, 0, limit - 1)]
 
     async def take_retries(self, now_ms: int, limit: int) -> list[str]:
         members = await self.store.script(TAKE_RETRIES)(keys=[self.keys.retry], args=[now_ms, RETRY_LEASE_MS, limit])
         return [_text(m) for m in members]
 
-    async def finish_retries(self, alert_id: str, outcomes: list[tuple[str, str, str]], now_ms: int) -> int:
+    async def finish_retries(self, alert_id: str, outcomes: list[tuple[str, str, str]], now_ms: int,
+                             reason: str = "") -> int:
         flat: list = []
         for member, outcome, following in outcomes:
             flat += [member, outcome, following]
         return int(await self.store.script(FINISH_RETRIES)(
-            keys=[self.keys.alert(alert_id), self.keys.retry], args=[now_ms, *flat]
+            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead], args=[now_ms, reason, *flat]
         ))
 
     async def retry_depth(self) -> int:

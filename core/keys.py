@@ -17,6 +17,8 @@ set share another. Shards spread the audience over the cluster's masters.
 | `{P:a}:dead` | list | capped | alerts or tasks given up, with the reason (operators) |
 | `{P:a}:events` | stream | capped | delivered / clicked / dismissed reports from service workers |
 | `{P:h}:pauses` | hash origin → until ms | entries until then | push services that asked us to wait (429) or are stopped (401/403) |
+| `{P:m}:push` | hash `"<host> <outcome>"` → count | forever | per push service: sent, gone, failed, retried, expired, … |
+| `{P:m}:alarms` | hash kind → count | forever | alarms raised: storm breaker, auth refusals, payload too large, subscription cap |
 | `{P:r}:rate:<bucket>` | string counter | 1 min | subscribe rate limit per hashed client address |
 | `{P:l}:scheduler` | string → owner | lease, 15 s | the one active scheduler |
 """
@@ -72,6 +74,14 @@ class Keys:
     @property
     def pauses(self) -> str:
         return f"{{{self.prefix}:h}}:pauses"
+
+    @property
+    def push_counters(self) -> str:
+        return f"{{{self.prefix}:m}}:push"
+
+    @property
+    def alarms(self) -> str:
+        return f"{{{self.prefix}:m}}:alarms"
 
     def rate(self, bucket: str) -> str:
         return f"{{{self.prefix}:r}}:rate:{bucket}"

@@ -88,6 +88,31 @@ class SubscriptionStore:
         keys = self.store.keys
         return bool(await self.store.script(DELETE)(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id]))
 
+    async def delete_many(self, sub_ids: list[str]) -> int:
+        """Delete several (the push service said they are gone), pipelined; how many existed."""
+        keys = self.store.keys
+        script = self.store.script(DELETE)
+        pipe = self.store.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            shard = shard_of(sub_id)
+            await script(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id], client=pipe)
+        return sum(int(r) for r in await pipe.execute())
+
+    async def get_many(self, sub_ids: list[str]) -> list[Subscription | CorruptRecord | None]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hget(self.store.keys.subs(shard_of(sub_id)), sub_id)
+        out: list[Subscription | CorruptRecord | None] = []
+        for sub_id, raw in zip(sub_ids, await pipe.execute()):
+            if raw is None:
+                out.append(None)
+                continue
+            try:
+                out.append(decode(sub_id, raw))
+            except CorruptRecord as exc:
+                out.append(exc)
+        return out
+
     async def get(self, sub_id: str) -> Subscription | None:
         raw = await self.store.redis.hget(self.store.keys.subs(shard_of(sub_id)), sub_id)
         return decode(sub_id, raw) if raw is not None else None

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from core.alerts import AlertRecord, AlertStore, parse_retry_member, retry_member
 from core.keys import GROUP
 from core.outcomes import Action, Outcome, backoff_s
-from core.records import CorruptRecord, Subscription, decode, service_host
+from core.records import CorruptRecord, Subscription, decode, origin_url, service_host
 from core.settings import Settings
 from core.store import Store
 from core.subscriptions import SubscriptionStore
@@ -42,6 +42,9 @@ CLAIM_IDLE_MS = 15_000  # a task untouched this long belongs to a dead worker
 HEARTBEAT_S = 5.0
 RETRY_POLL_S = 0.5
 ALERT_CACHE_S = 30.0
+STORM_THRESHOLD = 100  # api-v1.md: the breaker trips above 100 gone answers that are over half of all
+AUTH_STOP_AFTER = 20  # 401/403 answers from one push service before it is stopped
+AUTH_STOP_S = 600
 
 
 def now_ms() -> int:
@@ -55,6 +58,7 @@ class BatchResult:
     gone: int = 0
     failed: int = 0
     retries: list[tuple[int, str]] = field(default_factory=list)
+    reason: str = ""  # the last reason a send failed, kept on the alert for operators
 
 
 class HostStates:
@@ -111,6 +115,8 @@ class Worker:
         self.task_slots = asyncio.Semaphore(PARALLEL_TASKS)
         self._working: set[str] = set()  # stream ids of the tasks this worker holds
         self._alert_cache: dict[str, tuple[float, AlertRecord]] = {}
+        self._origins: dict[str, bool] = {}  # push-service origin → still allowed by the policy
+        self.auth_failures: dict[str, int] = {}
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -252,7 +258,7 @@ class Worker:
             result = await self.send_batch(alert, items, seen)
             final = next_cursor == 0
             await self.alerts.commit_batch(alert_id, shard, next_cursor, final, result.targeted, result.sent,
-                                           result.gone, result.failed, result.retries, now_ms())
+                                           result.gone, result.failed, result.retries, now_ms(), result.reason)
             if final:
                 return True
             if self._stopping.is_set():
@@ -284,7 +290,7 @@ class Worker:
 
     async def send_batch(self, alert: AlertRecord, items, seen: set[str]) -> BatchResult:
         result = BatchResult()
-        jobs = []
+        chosen: list[Subscription] = []
         for sub_id, raw in items:
             if sub_id in seen:
                 continue  # HSCAN may return an entry twice while the hash is rehashed
@@ -295,42 +301,111 @@ class Worker:
                 log.warning("%s", exc)
                 result.targeted += 1
                 result.failed += 1
+                result.reason = "corrupt subscription record"
                 continue
-            if not self.targets(alert, sub):
-                continue
-            result.targeted += 1
-            jobs.append(self._attempt(alert, sub, 0, result))
-        if jobs:
-            await asyncio.gather(*jobs)
+            if self.targets(alert, sub):
+                chosen.append(sub)
+        result.targeted += len(chosen)
+        if chosen:
+            outcomes = await asyncio.gather(*(self.deliver(alert, sub) for sub in chosen))
+            await self.settle(alert, [(sub, 0, outcome) for sub, outcome in zip(chosen, outcomes)], result)
         return result
 
-    async def _attempt(self, alert: AlertRecord, sub: Subscription, attempt: int, result: BatchResult) -> str:
-        """One try to deliver; tallies the outcome into `result` and returns it as a word for the retry set."""
-        outcome = await self.deliver(alert, sub)
+    async def settle(self, alert: AlertRecord, attempts: list[tuple[Subscription, int, Outcome]],
+                     result: BatchResult) -> list[str]:
+        """Turn outcomes into counts, deletions, pauses and retries; one word per attempt, in order."""
+        words: list[str] = []
+        gone_by_origin: dict[str, list[Subscription]] = {}
+        answers_by_origin: dict[str, int] = {}
+        for sub, _attempt, outcome in attempts:
+            if outcome.status is not None:
+                answers_by_origin[sub.origin] = answers_by_origin.get(sub.origin, 0) + 1
+            if outcome.action is Action.GONE:
+                gone_by_origin.setdefault(sub.origin, []).append(sub)
+        tripped: set[str] = set()
+        for origin, subs in gone_by_origin.items():
+            if await self.alerts.tally_gone(alert.id, origin, answers_by_origin.get(origin, 0), len(subs),
+                                            STORM_THRESHOLD):
+                tripped.add(origin)
+                await self.alarm("storm_breaker", f"alert {alert.id}: {service_host(origin)} answered 404/410 for "
+                                 "most subscriptions; deletions stopped for this broadcast")
+        deletions = [sub.id for subs in gone_by_origin.values() for sub in subs if sub.origin not in tripped]
+        if deletions:
+            await self.subs.delete_many(deletions)
+        for sub, attempt, outcome in attempts:
+            words.append(await self._tally(alert, sub, attempt, outcome, result, sub.origin in tripped))
+        await self._count_metrics(attempts, words)
+        return words
+
+    async def _tally(self, alert: AlertRecord, sub: Subscription, attempt: int, outcome: Outcome,
+                     result: BatchResult, breaker_tripped: bool) -> str:
         action = outcome.action
         if action is Action.SENT:
+            self.auth_failures.pop(sub.origin, None)
             result.sent += 1
             return "sent"
         if action is Action.GONE:
-            await self.subs.delete(sub.id)
+            if breaker_tripped:
+                result.failed += 1
+                result.reason = "404/410 storm: not deleted"
+                return "failed"
             result.gone += 1
             return "gone"
-        if outcome.final or attempt + 1 >= self.settings.push_max_attempts:
-            if outcome.reason != "expired":
-                log.info("alert %s: %s gave up: %s", alert.id, service_host(sub.origin), outcome.reason)
+        if action is Action.AUTH:
+            failures = self.auth_failures[sub.origin] = self.auth_failures.get(sub.origin, 0) + 1
+            if failures == AUTH_STOP_AFTER:
+                await self.hosts.pause(sub.origin, AUTH_STOP_S)
+                await self.alarm("vapid_refused", f"{service_host(sub.origin)} refused our VAPID token "
+                                 f"{failures} times ({outcome.status}); stopped for {AUTH_STOP_S} s. Check "
+                                 "VAPID_PRIVATE_KEY_FILE, VAPID_SUBJECT and the clock")
+        if action is Action.TOO_LARGE:
+            await self.alarm("payload_too_large", f"alert {alert.id}: {service_host(sub.origin)} answered 413")
+        retryable = action in (Action.RETRY, Action.THROTTLED, Action.AUTH)
+        if not retryable or attempt + 1 >= self.settings.push_max_attempts:
             result.failed += 1
-            return "failed"
+            result.reason = outcome.reason or action.value
+            return "expired" if outcome.reason == "expired" else "failed"
         if action is Action.THROTTLED:
             due = await self.hosts.pause(sub.origin, outcome.retry_after_s or 60)
-        elif outcome.retry_after_s is not None and outcome.status is None:
-            due = int(outcome.retry_after_s * 1000) + now_ms()  # the host is paused: wait for it
+        elif outcome.status is None and outcome.retry_after_s is not None:
+            due = now_ms() + int(outcome.retry_after_s * 1000)  # the host is paused: come back when it is not
         else:
             due = now_ms() + int(backoff_s(attempt) * 1000)
-        if due >= alert.expires_ms:
+        if due >= alert.expires_ms - 1000:
             result.failed += 1
-            return "failed"
+            result.reason = f"TTL ran out while retrying ({outcome.reason})"
+            return "expired"
         result.retries.append((due, retry_member(alert.id, sub.id, attempt + 1)))
         return "retry"
+
+    async def alarm(self, kind: str, message: str) -> None:
+        log.error("ALARM %s: %s", kind, message)
+        try:
+            await self.store.redis.hincrby(self.store.keys.alarms, kind, 1)
+        except (RedisError, OSError):
+            pass
+
+    async def _count_metrics(self, attempts, words) -> None:
+        counts: dict[str, int] = {}
+        for (sub, _attempt, _outcome), word in zip(attempts, words):
+            name = f"{service_host(sub.origin)} {'retried' if word == 'retry' else word}"
+            counts[name] = counts.get(name, 0) + 1
+        if counts:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for name, count in counts.items():
+                pipe.hincrby(self.store.keys.push_counters, name, count)
+            await pipe.execute()
+
+    def _allowed_origin(self, origin: str) -> bool:
+        allowed = self._origins.get(origin)
+        if allowed is None:
+            try:
+                check_endpoint(origin_url(origin) + "/", self.policy)
+                allowed = True
+            except InvalidInput:
+                allowed = False
+            self._origins[origin] = allowed
+        return allowed
 
     async def deliver(self, alert: AlertRecord, sub: Subscription) -> Outcome:
         """Encrypt and POST one message, unless its time is up or its host asked us to wait."""
@@ -340,10 +415,9 @@ class Worker:
         paused = self.hosts.paused_until(sub.origin)
         if paused > now_ms():
             return Outcome(Action.RETRY, None, "host paused", (paused - now_ms()) / 1000)
-        try:
-            check_endpoint(sub.endpoint, self.policy)  # again at send time: the allow-list may have changed
-        except InvalidInput as exc:
-            return Outcome(Action.REJECTED, None, f"endpoint no longer allowed: {exc.code}")
+        # Again at send time, per push service: the allow-list may have changed since the reader subscribed.
+        if not self._allowed_origin(sub.origin):
+            return Outcome(Action.REJECTED, None, "push service no longer allowed")
         async with self.in_flight:
             request = build_request(
                 sub.endpoint, sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
@@ -366,24 +440,30 @@ class Worker:
 
     async def _retry_alert(self, alert_id: str, items: list[tuple[str, str, int]]) -> None:
         record = await self.alerts.get(alert_id)
-        if record is None:
-            await self.alerts.finish_retries(alert_id, [(m, "failed", "") for m, _, _ in items], now_ms())
+        if record is None or record.status == "cancelled":
+            if record is not None:
+                await self.alerts.finish_retries(alert_id, [(m, "failed", "") for m, _, _ in items], now_ms(),
+                                                 "cancelled")
             return
         self._alert_cache[alert_id] = (time.monotonic(), record)
-
-        async def one(member: str, sub_id: str, attempt: int) -> tuple[str, str, str]:
-            if record.status == "cancelled":
-                return member, "failed", ""
-            try:
-                sub = await self.subs.get(sub_id)
-            except CorruptRecord:
-                sub = None
-            if sub is None:
-                return member, "failed", ""  # unsubscribed meanwhile
-            result = BatchResult()
-            word = await self._attempt(record, sub, attempt, result)
-            following = f"{result.retries[0][0]} {result.retries[0][1]}" if result.retries else ""
-            return member, word, following
-
-        outcomes = await asyncio.gather(*(one(*item) for item in items))
-        await self.alerts.finish_retries(alert_id, list(outcomes), now_ms())
+        outcomes: list[tuple[str, str, str]] = []
+        live: list[tuple[str, Subscription, int]] = []
+        subs = await self.subs.get_many([sub_id for _, sub_id, _ in items])
+        for (member, sub_id, attempt), sub in zip(items, subs):
+            if isinstance(sub, Subscription):
+                live.append((member, sub, attempt))
+            else:  # unsubscribed meanwhile, or the record is unreadable
+                outcomes.append((member, "failed", ""))
+        result = BatchResult()
+        if live:
+            answers = await asyncio.gather(*(self.deliver(record, sub) for _, sub, _ in live))
+            attempts = [(sub, attempt, outcome) for (_, sub, attempt), outcome in zip(live, answers)]
+            words = await self.settle(record, attempts, result)
+            following = iter(result.retries)
+            for (member, _sub, _attempt), word in zip(live, words):
+                if word == "retry":
+                    due, next_member = next(following)
+                    outcomes.append((member, "retry", f"{due} {next_member}"))
+                else:
+                    outcomes.append((member, "failed" if word == "expired" else word, ""))
+        await self.alerts.finish_retries(alert_id, outcomes, now_ms(), result.reason)
