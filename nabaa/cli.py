@@ -5,6 +5,7 @@
     nabaa worker         one delivery worker
     nabaa scheduler      the single scheduler
     nabaa subscriptions import FILE | export
+    nabaa dead list | retry ALERT_ID
     nabaa vapid generate [--out FILE]
 """
 
@@ -56,6 +57,15 @@ def cmd_api(args) -> None:
                 server_header=False, access_log=args.access_log)
 
 
+def _run_loop(coro) -> None:
+    """uvloop where it is installed (it is with the project): a faster event loop for the hot path."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def cmd_worker(args) -> None:
     from workers.runtime import run_worker
 
@@ -63,7 +73,7 @@ def cmd_worker(args) -> None:
     _require_redis(settings)
     _logging(settings.log_level)
     try:
-        asyncio.run(run_worker(settings, burst=args.burst))
+        _run_loop(run_worker(settings, burst=args.burst))
     except ConfigError as exc:
         sys.exit(f"nabaa: {exc}")
 
@@ -75,7 +85,7 @@ def cmd_scheduler(args) -> None:
     _require_redis(settings)
     _logging(settings.log_level)
     try:
-        asyncio.run(run_scheduler(settings))
+        _run_loop(run_scheduler(settings))
     except ConfigError as exc:
         sys.exit(f"nabaa: {exc}")
 
@@ -117,6 +127,22 @@ def cmd_subscriptions(args) -> None:
         print(f"exported {count} subscriptions", file=sys.stderr)
 
 
+def cmd_dead(args) -> None:
+    from nabaa.deadletters import list_dead, retry_dead
+
+    settings = _settings()
+    _require_redis(settings)
+    if args.action == "list":
+        count = asyncio.run(list_dead(settings, sys.stdout, args.limit))
+        print(f"{count} dead letters", file=sys.stderr)
+    else:
+        try:
+            new_id = asyncio.run(retry_dead(settings, args.alert_id))
+        except LookupError as exc:
+            sys.exit(f"nabaa: {exc}")
+        print(f"queued again as alert {new_id}")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="nabaa", description="Real-time Web Push notifications for news sites")
     sub = top.add_subparsers(dest="command", required=True)
@@ -146,6 +172,14 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     subs_actions.add_parser("export", help="JSON lines to stdout")
     subs.set_defaults(func=cmd_subscriptions)
+
+    dead = sub.add_parser("dead", help="alerts that were given up (dead letters)")
+    dead_actions = dead.add_subparsers(dest="action", required=True)
+    dead_list = dead_actions.add_parser("list", help="the newest dead letters, one JSON object per line")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_retry = dead_actions.add_parser("retry", help="send a given-up alert again, as a new alert")
+    dead_retry.add_argument("alert_id")
+    dead.set_defaults(func=cmd_dead)
 
     vapid = sub.add_parser("vapid", help="VAPID keys")
     vapid_actions = vapid.add_subparsers(dest="action", required=True)
