@@ -137,14 +137,13 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
     api_port = free_port()
     nabaa = [sys.executable, "-m", "nabaa"]
     api = subprocess.Popen(nabaa + ["api", "--port", str(api_port)], env=env)
-    def worker_command(index: int) -> list[str]:
-        if not args.profile:
-            return nabaa + ["worker"]
+    workers = [subprocess.Popen(nabaa + ["worker"], env=env) for _ in range(args.workers)]
+    spies = []
+    if args.profile:  # py-spy samples each worker; its own CPU is not counted as the workers'
         spy = str(Path(sys.executable).parent / "py-spy")
-        return [spy, "record", "--format", "raw", "--rate", "250", "--subprocesses", "-o",
-                str(Path(args.out) / f"profile-worker{index}.txt"), "--"] + nabaa + ["worker"]
-
-    workers = [subprocess.Popen(worker_command(i), env=env) for i in range(args.workers)]
+        spies = [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", "--pid", str(w.pid), "-o",
+                                   str(Path(args.out) / f"profile-worker{i}.txt")], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for i, w in enumerate(workers)]
     try:
         wait_http(f"http://127.0.0.1:{api_port}/readyz")
         time.sleep(1.0)  # the workers are blocked on the stream, ready
@@ -169,9 +168,11 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
         time.sleep(0.6)
         stats = read_stats(stats_path)
     finally:
+        for spy_process in spies:
+            spy_process.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy_process.wait(30)
         for process in [api, *workers]:
-            # py-spy writes its profile on SIGINT; the workers stop cleanly on either signal.
-            process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            process.terminate()
         for process in [api, *workers]:
             process.wait(30)
     counts = alert.get("counts", {})
