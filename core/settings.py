@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     push_per_host_connections: int = Field(64, ge=1, le=1024)
     subscribe_rate_per_minute: int = Field(300, ge=120, le=999)
     max_subscriptions: int = Field(5_000_000, ge=1)
+    subscription_max_age_days: int = Field(90, ge=0, le=3650)  # 0: never expire unseen subscriptions
     log_level: str = "INFO"
 
     @field_validator("editor_token", "push_allowed_hosts", mode="before")

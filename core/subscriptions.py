@@ -37,7 +37,7 @@ local function count(key, f, by)
 end
 """
 
-# KEYS: subs, counts. ARGV: id, topics, lang, origin, now_s, binary tail (keys + path).
+# KEYS: subs, counts. ARGV: id, topics, lang, origin, now_s, binary tail (keys + path), day (YYYYMMDD).
 # Returns 1 when the endpoint is new, 0 when an existing record was refreshed (created_s kept).
 UPSERT = _LUA_COMMON + """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -53,18 +53,27 @@ local rec = '1|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. create
 redis.call('HSET', KEYS[1], ARGV[1], rec)
 count(KEYS[2], fields(rec), 1)
 if old then return 0 end
+if ARGV[7] then redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[7], 1) end
 return 1
 """
 
-# KEYS: subs, counts. ARGV: id. Returns 1 if a record was deleted.
+# KEYS: subs, counts. ARGV: id, day (YYYYMMDD), and optionally a cutoff in seconds: then the record is
+# deleted only if it was last seen before the cutoff (a reader who came back meanwhile is kept).
+# Returns 1 if a record was deleted.
 DELETE = _LUA_COMMON + """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
 local f = fields(old)
+if ARGV[3] and f and tonumber(f[6]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 if f then count(KEYS[2], f, -1) end
+if ARGV[2] then redis.call('HINCRBY', KEYS[2], 'u:' .. ARGV[2], 1) end
 return 1
 """
+
+
+def day(now_s: float | None = None) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now_s if now_s is not None else time.time()))
 
 
 @dataclass
@@ -79,14 +88,47 @@ class SubscriptionStore:
         keys = self.store.keys
         created = await self.store.script(UPSERT)(
             keys=[keys.subs(shard), keys.counts(shard)],
-            args=[sub.id, ",".join(sub.topics), sub.lang, origin, now_s, sub.p256dh + sub.auth + path.encode()],
+            args=[sub.id, ",".join(sub.topics), sub.lang, origin, now_s, sub.p256dh + sub.auth + path.encode(),
+                  day(now_s)],
         )
         return bool(created)
 
     async def delete(self, sub_id: str) -> bool:
         shard = shard_of(sub_id)
         keys = self.store.keys
-        return bool(await self.store.script(DELETE)(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id]))
+        return bool(await self.store.script(DELETE)(keys=[keys.subs(shard), keys.counts(shard)],
+                                                    args=[sub_id, day()]))
+
+    async def expire_unseen(self, max_age_s: int, now_s: float | None = None) -> int:
+        """Delete subscriptions not seen for `max_age_s` (push services may keep accepting pushes for
+        readers who revoked permission); the widget refreshes last-seen on every visit. Streams the
+        shards; returns how many were deleted."""
+        now_s = now_s if now_s is not None else time.time()
+        cutoff = int(now_s - max_age_s)
+        keys = self.store.keys
+        script = self.store.script(DELETE)
+        deleted = 0
+        for shard in range(SHARDS):
+            cursor = 0
+            while True:
+                cursor, items = await self.scan_shard(shard, cursor, 1000)
+                stale = []
+                for sub_id, raw in items:
+                    parts = raw.split(b"|", 6)
+                    try:
+                        if int(parts[5]) < cutoff:
+                            stale.append(sub_id)
+                    except (IndexError, ValueError):
+                        continue  # unreadable: the worker counts it failed; not ours to judge by age
+                if stale:
+                    pipe = self.store.redis.pipeline(transaction=False)
+                    for sub_id in stale:
+                        await script(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id, day(now_s), cutoff],
+                                     client=pipe)
+                    deleted += sum(int(r) for r in await pipe.execute())
+                if cursor == 0:
+                    break
+        return deleted
 
     async def delete_many(self, sub_ids: list[str]) -> int:
         """Delete several (the push service said they are gone), pipelined; how many existed."""
@@ -95,7 +137,7 @@ class SubscriptionStore:
         pipe = self.store.redis.pipeline(transaction=False)
         for sub_id in sub_ids:
             shard = shard_of(sub_id)
-            await script(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id], client=pipe)
+            await script(keys=[keys.subs(shard), keys.counts(shard)], args=[sub_id, day()], client=pipe)
         return sum(int(r) for r in await pipe.execute())
 
     async def get_many(self, sub_ids: list[str]) -> list[Subscription | CorruptRecord | None]:
@@ -156,8 +198,14 @@ class SubscriptionStore:
             if name.startswith("h:") and value > 0:
                 host = service_host(name[2:])
                 by_service[host] = by_service.get(host, 0) + value
+        growth: dict[str, dict[str, int]] = {}
+        for name, value in counters.items():
+            if name[:2] in ("n:", "u:") and len(name) == 10:
+                date = f"{name[2:6]}-{name[6:8]}-{name[8:10]}"
+                growth.setdefault(date, {"new": 0, "removed": 0})["new" if name[0] == "n" else "removed"] += value
         return {
             "subscriptions": counters.get("all", 0),
             "by_topic": {topic: counters.get(f"t:{topic}", 0) + everyone for topic in topic_ids},
             "by_push_service": dict(sorted(by_service.items(), key=lambda kv: -kv[1])),
+            "growth": dict(sorted(growth.items())[-90:]),
         }

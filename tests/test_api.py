@@ -143,3 +143,27 @@ async def test_pages_are_served_with_security_headers(client):
     sw = await client.get("/sw.js")
     assert sw.status_code == 200 and sw.headers["content-type"].startswith("text/javascript")
     assert (await client.get("/admin/")).status_code == 200
+
+
+async def test_growth_per_day_and_expiry_of_unseen_subscriptions(make_settings):
+    import time
+
+    from core.models import SubscriptionIn, to_subscription
+
+    settings = make_settings()
+    async with api_client(settings) as client:
+        state = client.app.state.nabaa
+        old = subscription()
+        fresh = subscription()
+        now = time.time()
+        for data, seen in ((old, now - 91 * 86400), (fresh, now - 89 * 86400)):
+            sub = to_subscription(SubscriptionIn.model_validate(data), state.policy, settings.topic_ids, int(seen))
+            await state.subs.upsert(sub, now_s=int(seen))
+        assert await state.subs.expire_unseen(90 * 86400, now_s=now) == 1
+        stats = (await client.get("/api/v1/stats", headers=auth())).json()
+        assert stats["subscriptions"] == 1
+        days = stats["growth"]
+        assert sum(d["new"] for d in days.values()) == 2 and sum(d["removed"] for d in days.values()) == 1
+        # The reader came back: a refresh keeps them for another 90 days.
+        assert (await client.post("/api/v1/subscriptions", json=fresh)).status_code == 200
+        assert await state.subs.expire_unseen(90 * 86400, now_s=now + 5 * 86400) == 0

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from core.alerts import AlertStore
 from core.settings import Settings
 from core.store import Store
+from core.subscriptions import SubscriptionStore
 
 log = logging.getLogger("nabaa.scheduler")
 
@@ -70,6 +71,20 @@ class Scheduler:
             log.warning("scheduler tick: %s", exc)
             return 0
 
+    async def expire_subscriptions(self) -> int:
+        """Drop subscriptions not seen for SUBSCRIPTION_MAX_AGE_DAYS (only the active scheduler does it)."""
+        days = self.settings.subscription_max_age_days
+        if not days or not self.active:
+            return 0
+        try:
+            deleted = await SubscriptionStore(self.store).expire_unseen(days * 86400)
+        except (RedisError, OSError) as exc:
+            log.warning("expiring subscriptions: %s", exc)
+            return 0
+        if deleted:
+            log.info("expired %d subscriptions not seen for %d days", deleted, days)
+        return deleted
+
     async def release(self) -> None:
         try:
             if await self.store.redis.get(self.store.keys.scheduler_lease) == self.owner.encode():
@@ -89,6 +104,8 @@ async def run_scheduler(settings: Settings) -> None:
     # misfire_grace_time and coalesce set on purpose: a late tick still runs, and a backlog runs once.
     aps.add_job(scheduler.tick, "interval", seconds=TICK_S, id="fire-due", max_instances=1,
                 coalesce=True, misfire_grace_time=30)
+    aps.add_job(scheduler.expire_subscriptions, "interval", hours=1, id="expire-unseen", max_instances=1,
+                coalesce=True, misfire_grace_time=3600)
     aps.start()
     log.info("scheduler %s started", scheduler.owner)
     try:
