@@ -16,6 +16,11 @@ router = APIRouter(include_in_schema=False)
 
 NO_CACHE = {"Cache-Control": "no-cache"}
 
+# A worker is governed by the CSP of its own script's response, not by the page's. The API's
+# `default-src 'none'` would block every fetch of the service worker (its delivered/clicked events, its
+# re-subscription after pushsubscriptionchange); the Guard keeps a Content-Security-Policy a route sets.
+WORKER_CSP = "default-src 'self'; img-src 'self' https: data:; connect-src 'self'; frame-ancestors 'none'"
+
 
 def _file(relative: str, media_type: str | None = None, headers: dict | None = None) -> FileResponse:
     path = (WEB_DIR / relative).resolve()
@@ -37,7 +42,8 @@ async def widget():
 @router.get("/sw.js")
 async def service_worker():
     # Served from the root, so its scope is the whole site.
-    return _file("sw.js", "text/javascript; charset=utf-8", {**NO_CACHE, "Service-Worker-Allowed": "/"})
+    return _file("sw.js", "text/javascript; charset=utf-8", {**NO_CACHE, "Service-Worker-Allowed": "/",
+                                                                       "Content-Security-Policy": WORKER_CSP})
 
 
 @router.get("/manifest.webmanifest")
