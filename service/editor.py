@@ -17,7 +17,7 @@ from core.alerts import new_alert_id
 from core.models import AlertIn, build_payload, check_alert
 from core.webpush import topic_for
 from service.auth import editor
-from service.errors import ApiError
+from service.errors import WRITE_ERRORS, ApiError, responses
 from service.state import ApiState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["editor"])
@@ -77,9 +77,11 @@ async def estimate(state: ApiState, topic: str | None, lang: str) -> int:
 
 
 @router.post("/alerts", status_code=202, response_model=AlertAccepted,
-             responses={401: {"description": "no or wrong editor token"},
-                        409: {"description": "Idempotency-Key reused with another body"},
-                        422: {"description": "invalid alert"}, 503: {"description": "store unavailable"}})
+             responses={202: {"description": "accepted: queued now, or scheduled for `send_at`"},
+                        **responses(401, *WRITE_ERRORS, 409,
+                                    e409="Idempotency-Key reused with a different body",
+                                    e422="invalid alert (the error names the field and the limit, e.g. the "
+                                         "payload's byte budget); nothing was queued")})
 async def send_alert(data: AlertIn, state: ApiState = Depends(get_state), token: str = Depends(editor),
                      idempotency_key: str | None = Header(None, max_length=200)):
     """Accept an alert: queue it now, or schedule it for `send_at`. Nothing is queued unless it is valid."""
@@ -120,8 +122,9 @@ async def send_alert(data: AlertIn, state: ApiState = Depends(get_state), token:
         existing = await state.alerts.get(stored_id)
         return JSONResponse({"id": stored_id, "status": existing.status if existing else "queued"}, status_code=202)
     await state.store.make_durable()
-    audit.info("alert %s accepted token=%s payload_sha256=%s status=%s", alert_id, token,
-               hashlib.sha256(payload).hexdigest()[:16], record["status"])
+    # The audit trail: which token, when, and a hash of exactly what was sent (never the text itself).
+    audit.info("alert %s accepted token=%s at=%s payload_sha256=%s status=%s", alert_id, token,
+               now.isoformat(timespec="milliseconds"), hashlib.sha256(payload).hexdigest(), record["status"])
     return JSONResponse({"id": alert_id, "status": record["status"]}, status_code=202)
 
 
@@ -131,7 +134,7 @@ def _check_alert_id(alert_id: str) -> str:
     return alert_id
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertOut, responses={404: {"description": "no such alert"}})
+@router.get("/alerts/{alert_id}", response_model=AlertOut, responses=responses(401, 404, 503, e404="no such alert"))
 async def get_alert(alert_id: str, state: ApiState = Depends(get_state), _: str = Depends(editor)):
     record = await state.alerts.get(_check_alert_id(alert_id))
     if record is None:
@@ -139,7 +142,7 @@ async def get_alert(alert_id: str, state: ApiState = Depends(get_state), _: str 
     return JSONResponse(record.public())
 
 
-@router.get("/alerts", response_model=AlertList)
+@router.get("/alerts", response_model=AlertList, responses=responses(401, 422, 503))
 async def list_alerts(limit: int = Query(50, ge=1, le=500), state: ApiState = Depends(get_state),
                       _: str = Depends(editor)):
     """The most recent alerts, newest first."""
@@ -147,7 +150,9 @@ async def list_alerts(limit: int = Query(50, ge=1, le=500), state: ApiState = De
 
 
 @router.delete("/alerts/{alert_id}", status_code=204, response_class=Response,
-               responses={404: {"description": "no such alert"}, 409: {"description": "already sending or over"}})
+               responses={204: {"description": "cancelled"},
+                          **responses(401, *WRITE_ERRORS, 404, 409, e404="no such alert",
+                                      e409="the alert is already sending or over")})
 async def cancel_alert(alert_id: str, state: ApiState = Depends(get_state), token: str = Depends(editor)):
     """Cancel a scheduled alert."""
     result = await state.alerts.cancel(_check_alert_id(alert_id))
@@ -156,11 +161,12 @@ async def cancel_alert(alert_id: str, state: ApiState = Depends(get_state), toke
     if result < 0:
         raise ApiError(409, "alert_not_cancellable", "only a scheduled alert can be cancelled; this one is "
                        "already sending or over")
-    audit.info("alert %s cancelled token=%s", alert_id, token)
+    audit.info("alert %s cancelled token=%s at=%s", alert_id, token,
+               datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     return Response(status_code=204)
 
 
-@router.get("/stats", response_model=Stats)
+@router.get("/stats", response_model=Stats, responses=responses(401, 503))
 async def stats(state: ApiState = Depends(get_state), _: str = Depends(editor)):
     return JSONResponse(await state.subs.stats([t["id"] for t in state.settings.topics]))
 

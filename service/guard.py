@@ -68,14 +68,17 @@ class Guard:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
+                existing = list(message.get("headers", []))
+                present = {name.lower() for name, _ in existing}
                 extra = list(COMMON_HEADERS)
-                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                content_type = dict(existing).get(b"content-type", b"")
                 extra.append((b"content-security-policy", PAGE_CSP.encode() if content_type.startswith(b"text/html")
                               else API_CSP.encode()))
                 if path.startswith("/admin") or path.startswith("/api/"):
                     extra.append((b"x-frame-options", b"DENY"))
                     extra.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": list(message.get("headers", [])) + extra}
+                # A route that set one of these (e.g. a public Cache-Control on the config) keeps its own.
+                message = {**message, "headers": existing + [(k, v) for k, v in extra if k not in present]}
             await send(message)
 
         if is_api and method in WRITE_METHODS:
@@ -84,7 +87,10 @@ class Guard:
                 return await _refuse(send_with_headers, 403, "cross_site_request",
                                      "writes are accepted only from the news site's own pages")
             length = headers.get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            if length is not None and not length.isdigit():
+                return await _refuse(send_with_headers, 400, "invalid_content_length",
+                                     "Content-Length must be a number of bytes")
+            if length is not None and int(length) > MAX_BODY_BYTES:
                 return await _refuse(send_with_headers, 413, "body_too_large",
                                      f"the body must be at most {MAX_BODY_BYTES} bytes")
             body = await _read_body(receive, MAX_BODY_BYTES)

@@ -24,7 +24,7 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Redis does not answer"}})
 async def readyz(state: ApiState = Depends(get_state)):
     if await state.store.ping():
         return {"status": "ready"}

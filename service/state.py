@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -20,6 +20,8 @@ class ApiState:
     store: Store
     vapid_public_key: str
     secret: bytes  # for hashing client addresses (rate limits): derived from the VAPID key, never stored
+    cap_total: tuple[float, int] | None = field(default=None, repr=False)  # (read at, subscriptions): the cap check
+    cap_alarm_at: float = field(default=-1e9, repr=False)  # when the cap alarm was last logged (monotonic)
 
     @property
     def subs(self) -> SubscriptionStore:
