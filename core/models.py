@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -26,22 +26,26 @@ TITLE_MAX, BODY_MAX = 120, 400
 TTL_MIN_S, TTL_MAX_S = 60, 2_419_200
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+TOPIC_ID_MAX = 32
+TopicId = Annotated[StrictStr, Field(min_length=1, max_length=TOPIC_ID_MAX, description="a section id")]
 
 
 class SubscriptionKeysIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    p256dh: StrictStr = Field(max_length=256)
-    auth: StrictStr = Field(max_length=64)
+    p256dh: StrictStr = Field(max_length=256, description="base64url of the 65-byte uncompressed P-256 point")
+    auth: StrictStr = Field(max_length=64, description="base64url of the 16-byte auth secret")
 
 
 class SubscriptionIn(BaseModel):
     """The browser's `PushSubscription.toJSON()`, plus the reader's sections and language."""
 
     model_config = ConfigDict(extra="ignore")
-    endpoint: StrictStr = Field(max_length=validation.MAX_ENDPOINT_CHARS)
+    endpoint: StrictStr = Field(max_length=validation.MAX_ENDPOINT_CHARS,
+                                description="the push service URL: https, on PUSH_ALLOWED_HOSTS")
     expirationTime: StrictInt | float | None = None
     keys: SubscriptionKeysIn
-    topics: list[StrictStr] = Field(default_factory=list, max_length=MAX_TOPICS)
+    topics: list[TopicId] = Field(default_factory=list, max_length=MAX_TOPICS,
+                                  description="section ids; empty: every section")
     lang: StrictStr | None = Field(None, max_length=16, pattern=LANG_PATTERN)
 
 
@@ -70,12 +74,15 @@ class AlertIn(BaseModel):
     """What an editor (or a CMS) asks to send."""
 
     model_config = ConfigDict(extra="forbid")
-    title: StrictStr = Field(description=f"1–{TITLE_MAX} characters")
-    body: StrictStr = Field("", description=f"0–{BODY_MAX} characters")
-    url: StrictStr = Field("/", description="a path on the site or an absolute URL on SITE_ORIGIN")
-    icon: StrictStr | None = None
-    image: StrictStr | None = None
-    topic: StrictStr | None = Field(None, description="a section id; absent: everyone")
+    title: StrictStr = Field(min_length=1, max_length=TITLE_MAX, description=f"1–{TITLE_MAX} characters")
+    body: StrictStr = Field("", max_length=BODY_MAX, description=f"0–{BODY_MAX} characters")
+    url: StrictStr = Field("/", min_length=1, max_length=validation.MAX_URL_CHARS,
+                           description="a path on the site or an absolute URL on SITE_ORIGIN")
+    icon: StrictStr | None = Field(None, max_length=validation.MAX_URL_CHARS,
+                                   description="an https:// URL or a path on the site")
+    image: StrictStr | None = Field(None, max_length=validation.MAX_URL_CHARS,
+                                    description="an https:// URL or a path on the site")
+    topic: StrictStr | None = Field(None, max_length=TOPIC_ID_MAX, description="a section id; absent: everyone")
     lang: StrictStr | None = Field(None, pattern=LANG_PATTERN, description="absent: every language")
     ttl_s: StrictInt = Field(86400, ge=TTL_MIN_S, le=TTL_MAX_S)
     urgency: Literal["very-low", "low", "normal", "high"] = "high"

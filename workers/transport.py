@@ -22,7 +22,8 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from core.outcomes import Action, Outcome, classify, transient
-from core.validation import HostPolicy
+from core.records import endpoint_hash
+from core.validation import HostPolicy, is_public_address
 from core.webpush import PushRequest
 
 log = logging.getLogger("nabaa.transport")
@@ -35,25 +36,61 @@ class BlockedAddress(OSError):
     """A push-service name resolved to an address we must never connect to."""
 
 
+def _private_allowed(policy: HostPolicy, host: str, port: int | None) -> bool:
+    """PUSH_ALLOW_INSECURE lets exactly the hosts listed by name (not by `.suffix`) be private."""
+    host = host.lower().rstrip(".").strip("[]")
+    entry = policy.match(host, None if port in (None, 0, 80, 443) else port) or policy.match(host, port)
+    return entry is not None and policy.is_insecure_entry(entry)
+
+
 class GuardedResolver(AbstractResolver):
+    """Resolves through `inner`, then refuses the name if any of its addresses is not globally routable.
+
+    aiohttp connects to the addresses this returns, so what was checked is what is connected to.
+    """
+
     def __init__(self, policy: HostPolicy, inner: AbstractResolver | None = None):
         self.policy = policy
         self.inner = inner or DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
         infos = await self.inner.resolve(host, port, family)
-        entry = self.policy.match(host.lower().rstrip("."), port if port not in (0, 443) else None)
-        private_ok = entry is not None and self.policy.is_insecure_entry(entry)
-        for info in infos:
-            address = ipaddress.ip_address(info["host"])
-            if not address.is_global and not private_ok:
-                raise BlockedAddress(f"{host} resolves to {address}, which is not a public address")
         if not infos:
             raise OSError(f"{host} has no address")
+        if _private_allowed(self.policy, host, port):
+            return infos
+        for info in infos:
+            try:
+                public = is_public_address(info["host"])
+            except (ValueError, KeyError, TypeError):
+                public = False
+            if not public:
+                raise BlockedAddress(f"{host} resolves to {info.get('host')!s:.64}, which is not a public address")
         return infos
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def _literal_refused(policy: HostPolicy, url: URL) -> str | None:
+    """aiohttp never asks the resolver about an IP literal, so the same check is made here for one."""
+    host = (url.raw_host or "").strip("[]")
+    try:
+        public = is_public_address(host.split("%", 1)[0])
+    except ValueError:
+        return None  # a name: the resolver checks it
+    if public or _private_allowed(policy, host, url.explicit_port):
+        return None
+    return f"{host} is not a public address"
+
+
+def _snippet(body: bytes, endpoint: str) -> str:
+    """A push service's answer, fit for a log line: short, one line, the endpoint replaced by its hash."""
+    text = body[:200].decode("utf-8", "replace")
+    path = URL(endpoint, encoded=True).raw_path
+    if len(path) > 1:
+        text = text.replace(path, endpoint_hash(endpoint))
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else "?" for c in text)
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -83,10 +120,13 @@ class Transport:
         )
 
     async def send(self, request: PushRequest) -> Outcome:
+        url = URL(request.endpoint, encoded=True)
+        refused = _literal_refused(self.policy, url)
+        if refused is not None:
+            return Outcome(Action.REJECTED, None, refused)
         try:
             async with self.session.post(
-                URL(request.endpoint, encoded=True), data=request.body, headers=request.headers,
-                allow_redirects=False, max_redirects=0,
+                url, data=request.body, headers=request.headers, allow_redirects=False, max_redirects=0,
             ) as answer:
                 outcome = classify(answer.status, answer.headers.get("Retry-After"))
                 body = await answer.content.read(MAX_ANSWER_BYTES)
@@ -94,7 +134,7 @@ class Transport:
                     answer.close()  # an answer larger than we read: drop the connection, don't drain it
                 if outcome.action not in (Action.SENT, Action.GONE) and body:
                     outcome = Outcome(outcome.action, outcome.status,
-                                      f"{outcome.reason}: {body[:200].decode('utf-8', 'replace')}",
+                                      f"{outcome.reason}: {_snippet(body, request.endpoint)}",
                                       outcome.retry_after_s)
                 return outcome
         except asyncio.TimeoutError:
