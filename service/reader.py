@@ -52,8 +52,10 @@ class EventAccepted(BaseModel):
 async def rate_limited(request: Request, state: ApiState, kind: str) -> None:
     """A fixed one-minute window per client, keyed by a keyed hash of its address (no raw IP stored).
 
-    A window holds at most SUBSCRIBE_RATE_PER_MINUTE (120–999) requests, so a client can make at least 120
-    a minute, and at most twice the limit across a window boundary: always fewer than 1,000."""
+    A window holds at most SUBSCRIBE_RATE_PER_MINUTE requests (at least 120), so a client can always make
+    120 a minute, even in one burst; across a window boundary it can make up to twice the limit in 60 s,
+    which keeps api-v1.md's "a 429 well before 1,000 a minute" only for limits below 500 (default 300).
+    Refused requests count too, so a client that keeps flooding stays refused."""
     address = request.client.host if request.client else "unknown"
     window = int(time.time() // 60)
     key = state.store.keys.rate(f"{kind}:{state.client_bucket(address)}:{window}")
