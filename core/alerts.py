@@ -156,15 +156,15 @@ return moved
 """
 
 # KEYS: alert. ARGV: origin, answers, gone answers, threshold. The storm breaker of one broadcast:
-# returns 1 (and stays tripped) once the origin's gone answers are more than half its answers and more
-# than the threshold; then nothing more is deleted for that origin in this broadcast.
+# returns 2 when it trips (the origin's gone answers are now more than half its answers and more than
+# the threshold), 1 once tripped; then nothing more is deleted for that origin in this broadcast.
 TALLY_GONE = """
 if redis.call('HEXISTS', KEYS[1], 'breaker:' .. ARGV[1]) == 1 then return 1 end
 local answers = redis.call('HINCRBY', KEYS[1], 'ans:' .. ARGV[1], ARGV[2])
 local gone = redis.call('HINCRBY', KEYS[1], 'gone:' .. ARGV[1], ARGV[3])
 if gone > tonumber(ARGV[4]) and gone * 2 > answers then
   redis.call('HSET', KEYS[1], 'breaker:' .. ARGV[1], gone)
-  return 1
+  return 2
 end
 return 0
 """
@@ -339,9 +339,9 @@ class AlertStore:
             args=[shard, cursor, 1 if final else 0, targeted, sent, gone, failed, now_ms, reason, *flat],
         ))
 
-    async def tally_gone(self, alert_id: str, origin: str, answers: int, gone: int, threshold: int) -> bool:
-        """Count one batch's answers for the storm breaker; True when deletions must stop."""
-        return bool(await self.store.script(TALLY_GONE)(
+    async def tally_gone(self, alert_id: str, origin: str, answers: int, gone: int, threshold: int) -> int:
+        """Count one batch's answers for the storm breaker: 0 delete on, 2 it trips now, 1 it had tripped."""
+        return int(await self.store.script(TALLY_GONE)(
             keys=[self.keys.alert(alert_id)], args=[origin, answers, gone, threshold]))
 
     async def dead_letters(self, limit: int = 100) -> list[dict]:

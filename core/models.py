@@ -87,6 +87,8 @@ class AlertIn(BaseModel):
     ttl_s: StrictInt = Field(86400, ge=TTL_MIN_S, le=TTL_MAX_S)
     urgency: Literal["very-low", "low", "normal", "high"] = "high"
     send_at: AwareDatetime | None = None
+    replaces: StrictStr | None = Field(None, max_length=32, description="the id of an earlier alert this one "
+                                       "updates: it replaces that notification on readers' devices")
 
 
 def detect_lang(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -65,16 +65,18 @@ class Subscription:
     lang: str = ""
     created_s: int = 0
     last_seen_s: int = 0
+    # Known when read from the store, so the send path need not work them out again per message:
+    stored_origin: str = field(default="", compare=False)
+    public_key: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
 
     @property
     def origin(self) -> str:
-        return split_endpoint(self.endpoint)[0]
+        return self.stored_origin or split_endpoint(self.endpoint)[0]
 
     @property
     def audience(self) -> str:
         """The VAPID `aud`: scheme://host[:port] of the endpoint."""
-        parts = urlsplit(self.endpoint)
-        return f"{parts.scheme}://{parts.netloc}"
+        return origin_url(self.origin)
 
     def encode(self) -> bytes:
         origin, path = split_endpoint(self.endpoint)
@@ -93,12 +95,15 @@ def decode(sub_id: str, raw: bytes) -> Subscription:
         version, topics, lang, origin, created, seen, rest = raw.split(b"|", 6)
         if version != VERSION or len(rest) < KEYS_LEN:
             raise ValueError("unknown version or short record")
-        # On the curve, or encryption would fail at send time (about 6 µs; encrypting takes 125).
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), rest[:65])
+        # On the curve, or encryption would fail at send time; the parsed key is handed to the encryption.
+        public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), rest[:65])
         path = rest[KEYS_LEN:].decode("ascii")
+        origin_text = origin.decode("ascii")
         return Subscription(
             id=sub_id,
-            endpoint=origin_url(origin.decode("ascii")) + path,
+            endpoint=origin_url(origin_text) + path,
+            stored_origin=origin_text,
+            public_key=public_key,
             p256dh=rest[:65],
             auth=rest[65:KEYS_LEN],
             topics=tuple(topics.decode("ascii").split(",")) if topics else (),

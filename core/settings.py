@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     push_per_host_connections: int = Field(64, ge=1, le=1024)
     subscribe_rate_per_minute: int = Field(300, ge=120, le=999)
     max_subscriptions: int = Field(5_000_000, ge=1)
+    feeds_file: Path | None = None
+    feed_poll_s: int = Field(60, ge=10, le=86400)
+    webhook_secret: str | None = Field(None, min_length=16)
+    quiet_hours: str = Field("23:00-07:00", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+    publisher_timezone: str = "Africa/Casablanca"
     subscription_max_age_days: int = Field(90, ge=0, le=3650)  # 0: never expire unseen subscriptions
     log_level: str = "INFO"
 
@@ -104,6 +109,17 @@ class Settings(BaseSettings):
         if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
             raise ValueError("http:// is only for 127.0.0.1 or localhost; use https:// for a real site")
         return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @field_validator("publisher_timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not a time zone name such as Africa/Casablanca") from None
+        return name
 
     @field_validator("vapid_subject")
     @classmethod

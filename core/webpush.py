@@ -31,9 +31,10 @@ class PushRequest:
     body: bytes
 
 
-def encrypt(plaintext: bytes, p256dh: bytes, auth: bytes, *, salt: bytes | None = None,
+def encrypt(plaintext: bytes, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, *, salt: bytes | None = None,
             sender_key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-    """aes128gcm body for one subscriber; `salt` and `sender_key` are for the RFC test vector only."""
+    """aes128gcm body for one subscriber (`p256dh` raw, or already parsed); `salt` and `sender_key` are
+    for the RFC test vector only."""
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         raise ValueError(f"plaintext is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} fit one record")
     return http_ece.encrypt(
@@ -52,7 +53,8 @@ def topic_for(alert_id: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(alert_id.encode()).digest()[:24]).decode("ascii")
 
 
-def build_request(endpoint: str, p256dh: bytes, auth: bytes, plaintext: bytes, *, ttl_s: int, urgency: str,
+def build_request(endpoint: str, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, plaintext: bytes, *,
+                  ttl_s: int, urgency: str,
                   topic: str, authorization: str) -> PushRequest:
     if ttl_s <= 0:
         raise ValueError("TTL must be positive: TTL 0 drops the message for an offline browser")

@@ -67,7 +67,7 @@ def make_settings(redis_url, prefix, tmp_path):
     def make(**overrides):
         values = dict(redis_url=redis_url, redis_prefix=prefix, data_dir=tmp_path / "data",
                       editor_token=[EDITOR_TOKEN], site_origin="http://127.0.0.1:8000",
-                      push_allow_insecure=True, _env_file=None)
+                      push_allow_insecure=True, quiet_hours="", _env_file=None)
         values.update(overrides)
         return load_settings(**values)
 

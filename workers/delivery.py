@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from core.alerts import AlertRecord, AlertStore, parse_retry_member, retry_member
 from core.keys import GROUP
-from core.outcomes import Action, Outcome, backoff_s
+from core.outcomes import DEFAULT_RETRY_AFTER_S, Action, Outcome, backoff_s
 from core.records import CorruptRecord, Subscription, decode, origin_url, service_host
 from core.settings import Settings
 from core.store import Store
@@ -45,6 +45,7 @@ ALERT_CACHE_S = 30.0
 STORM_THRESHOLD = 100  # api-v1.md: the breaker trips above 100 gone answers that are over half of all
 AUTH_STOP_AFTER = 20  # 401/403 answers from one push service before it is stopped
 AUTH_STOP_S = 600
+MIN_PAUSE_S = 1.0  # a 429 with `Retry-After: 0` (or a date just past) still pauses the host this long
 
 
 def now_ms() -> int:
@@ -61,10 +62,30 @@ class BatchResult:
     reason: str = ""  # the last reason a send failed, kept on the alert for operators
 
 
+# KEYS: pauses. ARGV: origin, until ms. A pause only ever grows (a 1 s 429 never shortens another worker's
+# 600 s stop); returns the pause now in force.
+PAUSE = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if current >= tonumber(ARGV[2]) then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(ARGV[2])
+"""
+
+# KEYS: pauses. ARGV: now ms, origins. Drops the pauses that are over, and only those (not one set meanwhile).
+DROP_EXPIRED = """
+for i = 2, #ARGV do
+  local until_ms = redis.call('HGET', KEYS[1], ARGV[i])
+  if until_ms and tonumber(until_ms) <= tonumber(ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
+
 class HostStates:
     """Which push services asked us to wait, until when: shared through Redis, refreshed once a second.
 
-    Looking it up is a dict read on the hot path; `refresh()` runs beside the sends.
+    Looking it up is a dict read on the hot path; `refresh()` runs beside the sends, so what it read must be
+    merged with pauses set here while it was reading, never replace them.
     """
 
     def __init__(self, store: Store):
@@ -84,17 +105,21 @@ class HostStates:
                 current[origin] = int(until)
             else:
                 expired.append(origin)
+        for origin, until in self._until.items():  # set by pause() after the read above was sent
+            if until > now and until > current.get(origin, 0):
+                current[origin] = until
         self._until = current
         if expired:
-            await self.store.redis.hdel(self.store.keys.pauses, *expired)
+            await self.store.script(DROP_EXPIRED)(keys=[self.store.keys.pauses], args=[now, *expired])
 
     async def pause(self, origin: str, seconds: float) -> int:
         until = now_ms() + int(seconds * 1000)
         if self._until.get(origin, 0) >= until:
             return self._until[origin]
         self._until[origin] = until
-        await self.store.redis.hset(self.store.keys.pauses, origin, until)
-        log.warning("push service %s paused for %.0f s", service_host(origin), seconds)
+        until = int(await self.store.script(PAUSE)(keys=[self.store.keys.pauses], args=[origin, until]))
+        self._until[origin] = max(self._until.get(origin, 0), until)
+        log.warning("push service %s paused for %.0f s", service_host(origin), (until - now_ms()) / 1000)
         return until
 
 
@@ -209,16 +234,19 @@ class Worker:
                                           message_ids=list(self._working), justid=True)
 
     async def _claim_stale(self) -> None:
-        """Take over tasks held by a worker that stopped touching them (it died)."""
-        free = PARALLEL_TASKS - len(self._working)
-        if free <= 0:
-            return
+        """Take over tasks held by a worker that stopped touching them (it died).
+
+        Also when every slot is busy: a busy worker would otherwise leave a dead one's tasks waiting until
+        its whole backlog is read. Claimed tasks are heartbeated while they wait for the next free slot.
+        """
         _next, claimed, *_ = await self.store.redis.xautoclaim(
-            self.store.keys.tasks, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=free
+            self.store.keys.tasks, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, start_id="0-0",
+            count=PARALLEL_TASKS,
         )
+        claimed = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
+        for entry_id, _fields in claimed:
+            self._working.add(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
         for entry_id, fields in claimed:
-            if fields is None:
-                continue
             await self.task_slots.acquire()
             log.info("took over task %s", entry_id)
             self._spawn(self._process_task_entry(entry_id, fields))
@@ -323,10 +351,14 @@ class Worker:
             if outcome.action is Action.GONE:
                 gone_by_origin.setdefault(sub.origin, []).append(sub)
         tripped: set[str] = set()
-        for origin, subs in gone_by_origin.items():
-            if await self.alerts.tally_gone(alert.id, origin, answers_by_origin.get(origin, 0), len(subs),
-                                            STORM_THRESHOLD):
+        # Every origin that answered is counted, with or without gone answers in this batch: the breaker
+        # compares gone answers with all of that origin's answers in the broadcast.
+        for origin in answers_by_origin.keys() | gone_by_origin.keys():
+            breaker = await self.alerts.tally_gone(alert.id, origin, answers_by_origin.get(origin, 0),
+                                                   len(gone_by_origin.get(origin, ())), STORM_THRESHOLD)
+            if breaker:
                 tripped.add(origin)
+            if breaker == 2:  # one alarm when it trips, not one per batch after
                 await self.alarm("storm_breaker", f"alert {alert.id}: {service_host(origin)} answered 404/410 for "
                                  "most subscriptions; deletions stopped for this broadcast")
         deletions = [sub.id for subs in gone_by_origin.values() for sub in subs if sub.origin not in tripped]
@@ -361,13 +393,17 @@ class Worker:
         if action is Action.TOO_LARGE:
             await self.alarm("payload_too_large", f"alert {alert.id}: {service_host(sub.origin)} answered 413")
         retryable = action in (Action.RETRY, Action.THROTTLED, Action.AUTH)
-        if not retryable or attempt + 1 >= self.settings.push_max_attempts:
+        # Held back because the host is paused: no request was made, so it is not an attempt (only the TTL
+        # bounds how long a message waits for its host).
+        deferred = outcome.status is None and outcome.retry_after_s is not None
+        if not retryable or (not deferred and attempt + 1 >= self.settings.push_max_attempts):
             result.failed += 1
             result.reason = outcome.reason or action.value
             return "expired" if outcome.reason == "expired" else "failed"
         if action is Action.THROTTLED:
-            due = await self.hosts.pause(sub.origin, outcome.retry_after_s or 60)
-        elif outcome.status is None and outcome.retry_after_s is not None:
+            wait_s = DEFAULT_RETRY_AFTER_S if outcome.retry_after_s is None else outcome.retry_after_s
+            due = await self.hosts.pause(sub.origin, max(wait_s, MIN_PAUSE_S))  # `Retry-After: 0` is not 60 s
+        elif deferred:
             due = now_ms() + int(outcome.retry_after_s * 1000)  # the host is paused: come back when it is not
         else:
             due = now_ms() + int(backoff_s(attempt) * 1000)
@@ -375,7 +411,7 @@ class Worker:
             result.failed += 1
             result.reason = f"TTL ran out while retrying ({outcome.reason})"
             return "expired"
-        result.retries.append((due, retry_member(alert.id, sub.id, attempt + 1)))
+        result.retries.append((due, retry_member(alert.id, sub.id, attempt if deferred else attempt + 1)))
         return "retry"
 
     async def alarm(self, kind: str, message: str) -> None:
@@ -419,11 +455,15 @@ class Worker:
         if not self._allowed_origin(sub.origin):
             return Outcome(Action.REJECTED, None, "push service no longer allowed")
         async with self.in_flight:
-            request = build_request(
-                sub.endpoint, sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
-                urgency=alert.raw.get("urgency", "high"), topic=alert.raw.get("topic_header") or topic_for(alert.id),
-                authorization=self.vapid.header(sub.audience),
-            )
+            try:
+                request = build_request(
+                    sub.endpoint, sub.public_key or sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
+                    urgency=alert.raw.get("urgency", "high"),
+                    topic=alert.raw.get("topic_header") or topic_for(alert.id),
+                    authorization=self.vapid.header(sub.audience),
+                )
+            except (ValueError, KeyError, TypeError) as exc:  # a damaged alert record: refused, never a task
+                return Outcome(Action.REJECTED, None, f"cannot build the push: {exc}")  # that raises for ever
             return await self.transport.send(request)
 
     # ----- retries ------------------------------------------------------------------------------------

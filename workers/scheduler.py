@@ -104,6 +104,24 @@ async def run_scheduler(settings: Settings) -> None:
     # misfire_grace_time and coalesce set on purpose: a late tick still runs, and a backlog runs once.
     aps.add_job(scheduler.tick, "interval", seconds=TICK_S, id="fire-due", max_instances=1,
                 coalesce=True, misfire_grace_time=30)
+    from workers.feeds import FeedPoller, load_feeds
+
+    feeds = load_feeds(settings.feeds_file, settings.topic_ids)
+    session = None
+    if feeds:
+        import aiohttp
+
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=10),
+                                        headers={"User-Agent": "Nabaa feed reader"})
+        poller = FeedPoller(settings, store, feeds, session)
+
+        async def poll_feeds():
+            if scheduler.active:
+                await poller.poll()
+
+        aps.add_job(poll_feeds, "interval", seconds=settings.feed_poll_s, id="poll-feeds", max_instances=1,
+                    coalesce=True, misfire_grace_time=settings.feed_poll_s)
+        log.info("polling %d feeds every %d s", len(feeds), settings.feed_poll_s)
     aps.add_job(scheduler.expire_subscriptions, "interval", hours=1, id="expire-unseen", max_instances=1,
                 coalesce=True, misfire_grace_time=3600)
     aps.start()
@@ -112,5 +130,7 @@ async def run_scheduler(settings: Settings) -> None:
         await stop.wait()
     finally:
         aps.shutdown(wait=False)
+        if session is not None:
+            await session.close()
         await scheduler.release()
         await store.close()

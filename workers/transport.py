@@ -1,10 +1,11 @@
 """The one place that makes HTTP requests to push services.
 
-One aiohttp session per worker process: connections are kept alive and reused across messages, connect and
-read timeouts are always set, redirects are never followed, proxy settings from the environment are ignored,
-at most 4 KiB of an answer is read, and every name is resolved through `GuardedResolver`, which refuses to
-connect when any address of the host is not globally routable (this, not the subscribe-time check, is
-what stops DNS rebinding). The connection goes to exactly the addresses that were checked.
+One `PushClient` (workers/http1.py) per worker process: connections are kept alive and reused across
+messages, connect and read timeouts are always set, redirects are never followed, proxy settings from the
+environment are never read, at most 4 KiB of an answer is read, and every name is resolved through
+`GuardedResolver`, which refuses to connect when any address of the host is not globally routable (this,
+not the subscribe-time check, is what stops DNS rebinding). The connection goes to one of exactly the
+addresses that were checked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import socket
 import ssl
 from pathlib import Path
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
@@ -25,6 +25,7 @@ from core.outcomes import Action, Outcome, classify, transient
 from core.records import endpoint_hash
 from core.validation import HostPolicy, is_public_address
 from core.webpush import PushRequest
+from workers.http1 import PushClient, RequestFailed
 
 log = logging.getLogger("nabaa.transport")
 
@@ -99,54 +100,66 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def _split(endpoint: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, request target) of a validated endpoint."""
+    scheme, _, rest = endpoint.partition("://")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, target = rest[:cut], rest[cut:] or "/"
+    if target.startswith("?"):
+        target = "/" + target
+    if authority.startswith("["):
+        host, _, port_text = authority[1:].partition("]")
+        port_text = port_text.lstrip(":")
+    else:
+        host, _, port_text = authority.partition(":")
+    port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    return scheme, host, port, target
+
+
 class Transport:
-    """POSTs push requests; answers with an `Outcome` from the one status table."""
+    """POSTs push requests over `workers.http1.PushClient`; answers with an `Outcome` from the one table."""
 
     def __init__(self, policy: HostPolicy, *, connect_timeout_s: float, read_timeout_s: float,
                  max_connections: int, per_host_connections: int, ca_file: Path | None = None,
                  resolver: AbstractResolver | None = None):
         self.policy = policy
-        self.timeout = aiohttp.ClientTimeout(
-            total=connect_timeout_s + read_timeout_s + 5, sock_connect=connect_timeout_s,
-            sock_read=read_timeout_s, connect=connect_timeout_s + 2,
+        self.resolver = GuardedResolver(policy, resolver)
+        self.client = PushClient(
+            self._resolve, ssl_context=ssl_context(ca_file), connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s, per_origin=min(per_host_connections, max_connections),
+            max_answer_bytes=MAX_ANSWER_BYTES,
         )
-        self.connector = aiohttp.TCPConnector(
-            limit=max_connections, limit_per_host=per_host_connections, ssl=ssl_context(ca_file),
-            resolver=GuardedResolver(policy, resolver), ttl_dns_cache=30, keepalive_timeout=60,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=self.connector, timeout=self.timeout, trust_env=False, auto_decompress=False,
-            headers={"User-Agent": USER_AGENT}, skip_auto_headers=("Accept-Encoding",),
-        )
+
+    async def _resolve(self, host: str, port: int) -> list[tuple[str, int]]:
+        try:
+            ipaddress.ip_address(host)
+            return [(host, port)]  # a literal: checked by `_literal_refused` before the request
+        except ValueError:
+            pass
+        infos = await self.resolver.resolve(host, port, socket.AF_UNSPEC)
+        return [(info["host"], info.get("port") or port) for info in infos]
 
     async def send(self, request: PushRequest) -> Outcome:
-        url = URL(request.endpoint, encoded=True)
-        refused = _literal_refused(self.policy, url)
-        if refused is not None:
-            return Outcome(Action.REJECTED, None, refused)
+        scheme, host, port, target = _split(request.endpoint)
+        if host and (host[0].isdigit() or ":" in host):
+            refused = _literal_refused(self.policy, URL(request.endpoint, encoded=True))
+            if refused is not None:
+                return Outcome(Action.REJECTED, None, refused)
+        headers = {**request.headers, "User-Agent": USER_AGENT}
         try:
-            async with self.session.post(
-                url, data=request.body, headers=request.headers, allow_redirects=False, max_redirects=0,
-            ) as answer:
-                outcome = classify(answer.status, answer.headers.get("Retry-After"))
-                body = await answer.content.read(MAX_ANSWER_BYTES)
-                if not answer.content.at_eof():
-                    answer.close()  # an answer larger than we read: drop the connection, don't drain it
-                if outcome.action not in (Action.SENT, Action.GONE) and body:
-                    outcome = Outcome(outcome.action, outcome.status,
-                                      f"{outcome.reason}: {_snippet(body, request.endpoint)}",
-                                      outcome.retry_after_s)
-                return outcome
-        except asyncio.TimeoutError:
-            return transient("timeout")
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, BlockedAddress) or isinstance(exc.__cause__, BlockedAddress):
-                return Outcome(Action.REJECTED, None, str(exc.os_error))
-            return transient(f"connect: {exc.os_error.__class__.__name__}")
+            answer = await self.client.post(scheme, host, port, target, headers, request.body)
+        except RequestFailed as exc:
+            return transient(f"{exc.kind}: {exc.detail}" if exc.detail else exc.kind)
         except BlockedAddress as exc:
             return Outcome(Action.REJECTED, None, str(exc))
-        except (aiohttp.ClientError, OSError) as exc:
-            return transient(f"{exc.__class__.__name__}")
+        except OSError as exc:  # the name did not resolve
+            return transient(f"dns: {exc.__class__.__name__}")
+        outcome = classify(answer.status, answer.retry_after)
+        if outcome.action not in (Action.SENT, Action.GONE) and answer.body:
+            outcome = Outcome(outcome.action, outcome.status, f"{outcome.reason}: {_snippet(answer.body, request.endpoint)}",
+                              outcome.retry_after_s)
+        return outcome
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.client.close()
+        await self.resolver.close()
