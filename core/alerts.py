@@ -209,6 +209,15 @@ class AlertRecord:
         base = int(self.raw.get("send_at_ms") or 0) or self.int("created_at")
         return base + self.int("ttl_s") * 1000
 
+    def by_push_service(self) -> dict[str, dict[str, int]]:
+        """What each push service answered for this alert: {host: {sent, gone, failed, retried, expired}}."""
+        out: dict[str, dict[str, int]] = {}
+        for name, value in self.raw.items():
+            if name.startswith("svc:"):
+                host, _, word = name[4:].rpartition(" ")
+                out.setdefault(host, {})[word] = int(value)
+        return out
+
     def public(self) -> dict:
         counts = {name: self.int(name) for name in COUNT_FIELDS if name != "dismissed"}
         final = counts["sent"] + counts["gone"] + counts["failed"]

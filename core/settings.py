@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     push_read_timeout_s: float = Field(15.0, gt=0, le=120)
     push_max_attempts: int = Field(8, ge=1, le=50)
     push_per_host_connections: int = Field(64, ge=1, le=1024)
-    subscribe_rate_per_minute: int = Field(300, ge=120, le=999)
+    subscribe_rate_per_minute: int = Field(300, ge=120, le=499)  # a fixed window: ≤ 2× across a boundary
     max_subscriptions: int = Field(5_000_000, ge=1)
     feeds_file: Path | None = None
     feed_poll_s: int = Field(60, ge=10, le=86400)

@@ -68,12 +68,16 @@ async def post_published(request: Request, state: ApiState = Depends(get_state))
                        "with HMAC-SHA256 and WEBHOOK_SECRET")
     try:
         post = PostPublished.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
-        raise ApiError(422, "invalid_article", f"the body must be a JSON article {{title, url, summary?, image?, "
-                       f"topic?, guid?}}: {str(exc)[:200]}") from None
-    alert = AlertIn(title=grapheme_truncate(" ".join(post.title.split()), TITLE_MAX),
-                    body=grapheme_truncate(post.summary.strip(), BODY_MAX), url=post.url, image=post.image,
-                    topic=post.topic, lang=post.lang, urgency=post.urgency)
+        alert = AlertIn(title=grapheme_truncate(" ".join(post.title.split()), TITLE_MAX),
+                        body=grapheme_truncate(post.summary.strip(), BODY_MAX), url=post.url, image=post.image,
+                        topic=post.topic, lang=post.lang, urgency=post.urgency)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error.get("loc", ())) or "body"
+        raise ApiError(422, "invalid_article", f"{field}: {error.get('type', 'invalid')}; the body must be a JSON "
+                       "article {title, url, summary?, image?, topic?, urgency?, guid?}", field) from None
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON: send a JSON object") from None
     key = "hook:" + hashlib.sha256((post.guid or post.url).encode()).hexdigest()
     accepted = await accept_alert(state.store, state.settings, alert, source="webhook", idempotency_key=key)
     return JSONResponse({"id": accepted.id, "status": accepted.status}, status_code=202)

@@ -81,3 +81,21 @@ async def test_cms_webhook_is_signed_and_sends_one_alert_per_article(make_settin
         assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
         alerts = (await client.get("/api/v1/alerts", headers=auth())).json()["alerts"]
     assert len(alerts) == 1 and alerts[0]["title"] == "مقال جديد" and alerts[0]["topic"] == "culture"
+
+
+async def test_cms_webhook_refuses_a_signed_but_invalid_article(make_settings):
+    import time as clock
+
+    from service.hooks import signature
+
+    secret = "cms-shared-secret-0123456789"
+    settings = make_settings(webhook_secret=secret)
+    async with api_client(settings) as client:
+        for article, field in ((b'{"title": "x", "url": "/a", "urgency": "urgent"}', "urgency"),
+                               (b'{"title": "x", "url": "javascript:alert(1)"}', "url")):
+            stamp = str(int(clock.time()))
+            answer = await client.post("/api/v1/hooks/publish", content=article, headers={
+                "content-type": "application/json", "x-nabaa-timestamp": stamp,
+                "x-nabaa-signature": signature(secret, stamp, article)})
+            assert answer.status_code == 422 and answer.json()["error"]["field"] == field, answer.text
+        assert (await client.get("/api/v1/alerts", headers=auth())).json()["alerts"] == []

@@ -366,7 +366,7 @@ class Worker:
             await self.subs.delete_many(deletions)
         for sub, attempt, outcome in attempts:
             words.append(await self._tally(alert, sub, attempt, outcome, result, sub.origin in tripped))
-        await self._count_metrics(attempts, words)
+        await self._count_metrics(alert, attempts, words)
         return words
 
     async def _tally(self, alert: AlertRecord, sub: Subscription, attempt: int, outcome: Outcome,
@@ -421,7 +421,8 @@ class Worker:
         except (RedisError, OSError):
             pass
 
-    async def _count_metrics(self, attempts, words) -> None:
+    async def _count_metrics(self, alert: AlertRecord, attempts, words) -> None:
+        """Per push service: into the global counters (metrics) and onto the alert (its results page)."""
         counts: dict[str, int] = {}
         for (sub, _attempt, _outcome), word in zip(attempts, words):
             name = f"{service_host(sub.origin)} {'retried' if word == 'retry' else word}"
@@ -430,6 +431,10 @@ class Worker:
             pipe = self.store.redis.pipeline(transaction=False)
             for name, count in counts.items():
                 pipe.hincrby(self.store.keys.push_counters, name, count)
+            await pipe.execute()
+            pipe = self.store.redis.pipeline(transaction=False)
+            for name, count in counts.items():
+                pipe.hincrby(self.store.keys.alert(alert.id), f"svc:{name}", count)
             await pipe.execute()
 
     def _allowed_origin(self, origin: str) -> bool:
