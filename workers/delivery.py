@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from core.alerts import AlertRecord, AlertStore, parse_retry_member, retry_member
+from core.alerts import RETRY_LEASE_MS, AlertRecord, AlertStore, parse_retry_member, retry_member
 from core.keys import GROUP
-from core.outcomes import DEFAULT_RETRY_AFTER_S, Action, Outcome, backoff_s
+from core.outcomes import DEFAULT_RETRY_AFTER_S, Action, Outcome, backoff_s, transient
 from core.records import CorruptRecord, Subscription, decode, origin_url, service_host
 from core.settings import Settings
 from core.store import Store
@@ -42,6 +42,9 @@ CLAIM_IDLE_MS = 15_000  # a task untouched this long belongs to a dead worker
 HEARTBEAT_S = 5.0
 RETRY_POLL_S = 0.5
 ALERT_CACHE_S = 30.0
+BATCH_PATIENCE_S = 2.0  # how long a batch waits for its slowest sends before it is committed without them
+SLOW_S = 0.5  # a push service whose answers take this long (moving average) is slow: batches don't wait for it
+MAX_DETACHED = 2048  # slow sends a worker holds beyond its batches (each is a coroutine waiting its turn)
 STORM_THRESHOLD = 100  # api-v1.md: the breaker trips above 100 gone answers that are over half of all
 AUTH_STOP_AFTER = 20  # 401/403 answers from one push service before it is stopped
 AUTH_STOP_S = 600
@@ -60,6 +63,7 @@ class BatchResult:
     failed: int = 0
     retries: list[tuple[int, str]] = field(default_factory=list)
     reason: str = ""  # the last reason a send failed, kept on the alert for operators
+    detached: list = field(default_factory=list)  # (lease member, subscription, send) still in flight
 
 
 # KEYS: pauses. ARGV: origin, until ms. A pause only ever grows (a 1 s 429 never shortens another worker's
@@ -79,6 +83,16 @@ for i = 2, #ARGV do
 end
 return 0
 """
+
+
+def _outcome_of(send: asyncio.Future) -> Outcome:
+    if send.cancelled():
+        return transient("cancelled")
+    error = send.exception()
+    if error is not None:
+        log.warning("a send raised %r", error)
+        return transient(error.__class__.__name__)
+    return send.result()
 
 
 class HostStates:
@@ -141,6 +155,9 @@ class Worker:
         self._working: set[str] = set()  # stream ids of the tasks this worker holds
         self._alert_cache: dict[str, tuple[float, AlertRecord]] = {}
         self._origins: dict[str, bool] = {}  # push-service origin → still allowed by the policy
+        self._origin_slots: dict[str, asyncio.Semaphore] = {}
+        self.detached_count = 0
+        self._latency: dict[str, float] = {}  # push-service origin → moving average of answer time (s)
         self.auth_failures: dict[str, int] = {}
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -287,6 +304,8 @@ class Worker:
             final = next_cursor == 0
             await self.alerts.commit_batch(alert_id, shard, next_cursor, final, result.targeted, result.sent,
                                            result.gone, result.failed, result.retries, now_ms(), result.reason)
+            if result.detached:
+                self._spawn(self._finish_detached(alert, result.detached))
             if final:
                 return True
             if self._stopping.is_set():
@@ -335,9 +354,56 @@ class Worker:
                 chosen.append(sub)
         result.targeted += len(chosen)
         if chosen:
-            outcomes = await asyncio.gather(*(self.deliver(alert, sub) for sub in chosen))
-            await self.settle(alert, [(sub, 0, outcome) for sub, outcome in zip(chosen, outcomes)], result)
+            sends = [asyncio.ensure_future(self.deliver(alert, sub)) for sub in chosen]
+            # The batch waits for the sends to push services that answer quickly; those to a service seen to
+            # be slow are not waited for at all. Bounded: past MAX_DETACHED slow sends held, a batch waits
+            # for all of its own (back-pressure).
+            if self.detached_count < MAX_DETACHED:
+                quick = [send for sub, send in zip(chosen, sends) if self._latency.get(sub.origin, 0.0) < SLOW_S]
+                if quick:
+                    await asyncio.wait(quick, timeout=BATCH_PATIENCE_S)
+            else:
+                await asyncio.wait(sends)
+            done = {send for send in sends if send.done()}
+            finished = [(sub, 0, _outcome_of(send)) for sub, send in zip(chosen, sends) if send in done]
+            await self.settle(alert, finished, result)
+            # A slow push service must not hold back the batch (and every other service in it): its sends
+            # go on, under a lease in the retry set committed with the batch; `_finish_detached` records
+            # them when they answer, and if this worker dies the lease runs out and another sends them.
+            lease = now_ms() + RETRY_LEASE_MS
+            for sub, send in zip(chosen, sends):
+                if send not in done:
+                    member = retry_member(alert.id, sub.id, 0)
+                    result.retries.append((lease, member))
+                    result.detached.append((member, sub, send))
+            self.detached_count += len(result.detached)
         return result
+
+    async def _finish_detached(self, alert: AlertRecord, detached) -> None:
+        """Record the sends a batch did not wait for, once they answer (the batch is committed by now).
+        Should this fail, their leases run out and the retry poller sends them again: nothing is lost."""
+        try:
+            await self._record_detached(alert, detached)
+        except (RedisError, OSError) as exc:
+            log.warning("alert %s: recording %d slow sends: %s (their leases will bring them back)",
+                        alert.id, len(detached), exc)
+        finally:
+            self.detached_count -= len(detached)
+
+    async def _record_detached(self, alert: AlertRecord, detached) -> None:
+        await asyncio.wait([send for _, _, send in detached])
+        result = BatchResult()
+        attempts = [(sub, 0, _outcome_of(send)) for _, sub, send in detached]
+        words = await self.settle(alert, attempts, result)
+        following = iter(result.retries)
+        outcomes = []
+        for (member, _sub, _send), word in zip(detached, words):
+            if word == "retry":
+                due, next_member = next(following)
+                outcomes.append((member, "retry", f"{due} {next_member}"))
+            else:
+                outcomes.append((member, "failed" if word == "expired" else word, ""))
+        await self.alerts.finish_retries(alert.id, outcomes, now_ms(), result.reason)
 
     async def settle(self, alert: AlertRecord, attempts: list[tuple[Subscription, int, Outcome]],
                      result: BatchResult) -> list[str]:
@@ -459,7 +525,12 @@ class Worker:
         # Again at send time, per push service: the allow-list may have changed since the reader subscribed.
         if not self._allowed_origin(sub.origin):
             return Outcome(Action.REJECTED, None, "push service no longer allowed")
-        async with self.in_flight:
+        slots = self._origin_slots.get(sub.origin)
+        if slots is None:
+            slots = self._origin_slots[sub.origin] = asyncio.Semaphore(self.settings.push_per_host_connections)
+        # The push service's own cap first: sends queued for a slow service must not hold the worker's
+        # in-flight slots that every other service needs.
+        async with slots, self.in_flight:
             try:
                 request = build_request(
                     sub.endpoint, sub.public_key or sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
@@ -469,7 +540,11 @@ class Worker:
                 )
             except (ValueError, KeyError, TypeError) as exc:  # a damaged alert record: refused, never a task
                 return Outcome(Action.REJECTED, None, f"cannot build the push: {exc}")  # that raises for ever
-            return await self.transport.send(request)
+            started = time.monotonic()
+            outcome = await self.transport.send(request)
+            took = time.monotonic() - started
+            self._latency[sub.origin] = 0.8 * self._latency.get(sub.origin, took) + 0.2 * took
+            return outcome
 
     # ----- retries ------------------------------------------------------------------------------------
 
