@@ -28,7 +28,7 @@ from pathlib import Path
 import redis
 
 from core.keys import Keys
-from core.records import Subscription, subscription_id
+from core.records import Subscription, pack_path, subscription_id
 from core.subscriptions import UPSERT
 from core.vapid import write_private_key
 from nabaa.embedded_redis import EmbeddedRedis, free_port
@@ -76,13 +76,14 @@ def populate(url: str, prefix: str, origin: str, count: int) -> None:
     pipe = client.pipeline(transaction=False)
     host = origin.split("://", 1)[1]
     for i in range(count):
-        token = secrets.token_urlsafe(114)[:152]  # FCM registration tokens are ~152 characters
+        # FCM endpoints: /fcm/send/<instance id>:<registration token>, ~152 characters in all
+        token = f"{secrets.token_urlsafe(16)[:22]}:APA91b{secrets.token_urlsafe(96)[:124]}"
         endpoint = f"{origin}/fcm/send/{token}"
         sub = Subscription(subscription_id(endpoint), endpoint, pool[i % len(pool)], secrets.token_bytes(16),
                            (), "ar", now, now)
         shard = __import__("core.records", fromlist=["shard_of"]).shard_of(sub.id)
         script(keys=[keys.subs(shard), keys.counts(shard)],
-               args=[sub.id, "", "ar", f"https://{host}", now, sub.p256dh + sub.auth + f"/fcm/send/{token}".encode()],
+               args=[sub.id, "", "ar", f"https://{host}", now, sub.p256dh + sub.auth + pack_path(f"/fcm/send/{token}")],
                client=pipe)
         if i % 2000 == 1999:
             pipe.execute()

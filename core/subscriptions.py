@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.keys import SHARDS
-from core.records import CorruptRecord, Subscription, decode, service_host, shard_of, split_endpoint
+from core.records import CorruptRecord, Subscription, decode, pack_path, service_host, shard_of, split_endpoint
 from core.store import Store
 
 # Shared by the scripts: the first six `|`-separated fields of a record, and the counter updates.
@@ -88,7 +88,7 @@ class SubscriptionStore:
         keys = self.store.keys
         created = await self.store.script(UPSERT)(
             keys=[keys.subs(shard), keys.counts(shard)],
-            args=[sub.id, ",".join(sub.topics), sub.lang, origin, now_s, sub.p256dh + sub.auth + path.encode(),
+            args=[sub.id, ",".join(sub.topics), sub.lang, origin, now_s, sub.p256dh + sub.auth + pack_path(path),
                   day(now_s)],
         )
         return bool(created)
