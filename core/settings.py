@@ -110,6 +110,13 @@ class Settings(BaseSettings):
             raise ValueError("http:// is only for 127.0.0.1 or localhost; use https:// for a real site")
         return f"{parts.scheme}://{parts.netloc.lower()}"
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, level: str) -> str:
+        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level.upper()
+
     @field_validator("publisher_timezone")
     @classmethod
     def _timezone(cls, name: str) -> str:
@@ -145,6 +152,9 @@ class Settings(BaseSettings):
                 raise ValueError("VAPID_SUBJECT is required in production, e.g. mailto:webmaster@news.example")
             if self.redis_url is None:
                 raise ValueError("REDIS_URL is required in production, e.g. redis://redis:6379/0")
+            if "site_origin" not in self.model_fields_set:
+                raise ValueError("SITE_ORIGIN is required in production: the news site's origin, e.g. "
+                                 "https://news.example (links, icons and CORS are checked against it)")
         return self
 
     # ----- derived values -------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def run_all(args) -> int:
             return 2
         env["REDIS_URL"] = redis.url
     env["DATA_DIR"] = str(data_dir)
-    if "SITE_ORIGIN" not in env and settings.is_dev:
+    if "site_origin" not in settings.model_fields_set and settings.is_dev:  # not in the environment nor .env
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         env["SITE_ORIGIN"] = f"http://{host}:{args.port}"
     # Made once here, before the children start, so that they all read the same files.
@@ -76,7 +76,7 @@ def run_all(args) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    site = env.get("SITE_ORIGIN", f"http://{args.host}:{args.port}")
+    site = env.get("SITE_ORIGIN") or settings.site_origin
     if _wait_ready(f"http://{args.host if args.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{args.port}/readyz",
                    children):
         print(

@@ -100,6 +100,7 @@ async def run_scheduler(settings: Settings) -> None:
     scheduler = Scheduler(settings, store)
     stop = asyncio.Event()
     on_stop_signals(stop.set)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not two lines a second for every tick
     aps = AsyncIOScheduler(timezone="UTC")
     # misfire_grace_time and coalesce set on purpose: a late tick still runs, and a backlog runs once.
     aps.add_job(scheduler.tick, "interval", seconds=TICK_S, id="fire-due", max_instances=1,
