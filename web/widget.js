@@ -5,10 +5,13 @@
  * Mounts into <div id="nabaa-widget"></div> when the page has one, else adds a floating card.
  *
  * Options, as attributes of that script tag (all optional):
- *   data-delay-ms  milliseconds before the card appears (soft prompt), default 0
- *   data-mount     CSS selector of the mount element, default "#nabaa-widget"
- *   data-api       origin of the Nabaa API, default the origin this script was loaded from
- *   data-sw        service worker URL on the page's origin, default "/sw.js" (scope is always "/")
+ *   data-delay-ms        milliseconds before the card appears (soft prompt), default 0
+ *   data-scroll-percent  show the card once the reader has seen that much of the page (0–100: from its top
+ *                        to the bottom of the window), default off; with data-delay-ms too, whichever
+ *                        comes first; alone, there is no timer
+ *   data-mount           CSS selector of the mount element, default "#nabaa-widget"
+ *   data-api             origin of the Nabaa API, default the origin this script was loaded from
+ *   data-sw              service worker URL on the page's origin, default "/sw.js" (scope is always "/")
  *
  * Marked for scripts and tests: the root [data-nabaa="widget"] carries data-state (see STATES);
  * controls: subscribe, unsubscribe, later, bell, retry, status, topics.
@@ -34,7 +37,12 @@
 
   var API = String(option("data-api", scriptOrigin)).replace(/\/+$/, "");
   var SW_URL = option("data-sw", "/sw.js");
-  var DELAY_MS = Math.max(0, parseInt(option("data-delay-ms", "0"), 10) || 0);
+  // A scroll depth in (0, 100]; anything else (missing, not a number, 0 or less) leaves it off.
+  var SCROLL_PERCENT = Math.min(100, parseFloat(option("data-scroll-percent", "")) || 0);
+  if (!(SCROLL_PERCENT > 0)) SCROLL_PERCENT = 0;
+  // null: no timer (only a scroll depth was given). Neither option: the card shows at once.
+  var DELAY_MS = option("data-delay-ms", null) === null && SCROLL_PERCENT ? null
+    : Math.max(0, parseInt(option("data-delay-ms", "0"), 10) || 0);
   var MOUNT = option("data-mount", "#nabaa-widget");
   var LATER_MS = 7 * 24 * 3600 * 1000;
   var REQUEST_TIMEOUT_MS = 15000;
@@ -263,6 +271,8 @@
   var floating = false;
   var expanded = true;
   var current = { state: "loading" };
+  var shownPromise = null;  // resolves once the card is on the page
+  var showNow = null;       // while the soft prompt waits: shows the card at once
   var config = null;
   var appKey = null;        // Uint8Array of config.vapidPublicKey
   var swRegistration = null;
@@ -741,6 +751,41 @@
     });
   }
 
+  /** Whether the window has shown SCROLL_PERCENT of the page, counted from its top to the window's bottom. */
+  function scrolledFarEnough() {
+    var doc = document.documentElement;
+    var height = Math.max(doc.scrollHeight, document.body ? document.body.scrollHeight : 0);
+    var seen = (window.pageYOffset || doc.scrollTop || 0) + (window.innerHeight || doc.clientHeight || 0);
+    return seen + 1 >= height * SCROLL_PERCENT / 100; // 1 px: the bottom of a zoomed page can fall short
+  }
+
+  /**
+   * The soft prompt: resolves after DELAY_MS, or once the reader has scrolled SCROLL_PERCENT of the page,
+   * whichever comes first (page height is only trusted from the load event on: images still arrive before).
+   */
+  function softPrompt() {
+    return new Promise(function (resolve) {
+      var timer = null;
+      function check() { if (scrolledFarEnough()) finish(); }
+      function finish() {
+        if (!showNow) return;
+        showNow = null;
+        clearTimeout(timer);
+        window.removeEventListener("scroll", check);
+        window.removeEventListener("resize", check);
+        window.removeEventListener("load", check);
+        resolve();
+      }
+      showNow = finish;
+      if (DELAY_MS !== null) timer = setTimeout(finish, DELAY_MS);
+      if (!SCROLL_PERCENT) return;
+      window.addEventListener("scroll", check, { passive: true });
+      window.addEventListener("resize", check, { passive: true });
+      if (document.readyState === "complete") check();
+      else window.addEventListener("load", check);
+    });
+  }
+
   function start() {
     build();
     var later = Number(store.get(KEY.later) || 0);
@@ -754,9 +799,10 @@
       if (floating && state === "subscribed" && expanded) setExpanded(false, false);
       return state;
     });
-    var shown = Promise.all([loadStylesheet(), new Promise(function (r) { setTimeout(r, DELAY_MS); })]).then(function () {
+    var shown = Promise.all([loadStylesheet(), softPrompt()]).then(function () {
       ui.root.hidden = false;
     });
+    shownPromise = shown;
     return Promise.all([ready, shown]).then(function () { return current.state; });
   }
 
@@ -769,7 +815,12 @@
     /** Resolves with the first state once the card is on the page and the visit's checks are done. */
     ready: readyPromise,
     get state() { return current.state; },
-    open: function () { if (ui.root) setExpanded(true, true); },
+    /** Opens the card; one still waiting for its soft prompt shows at once. */
+    open: function () {
+      if (!ui.root) return;
+      if (showNow) showNow();
+      (shownPromise || Promise.resolve()).then(function () { setExpanded(true, true); });
+    },
     close: function () { if (ui.root) setExpanded(false, true); }
   };
 
