@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from core.settings import Settings, load_settings
 from core.store import Store
 from core.vapid import load_or_create_dev_key, load_private_key, private_key_pem, public_key_b64
-from service import editor, errors, hooks, ops, pages, reader
+from service import editor, errors, hooks, ops, pages, reader, results
 from service.guard import Guard
 from service.state import ApiState
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(reader.router)
     app.include_router(editor.router)
+    app.include_router(results.router)
     app.include_router(hooks.router)
     app.include_router(ops.router)
     app.include_router(pages.router)

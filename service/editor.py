@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.compose import accept_alert
 from core.models import AlertIn
 from service.auth import editor
 from service.errors import WRITE_ERRORS, ApiError, responses
+from service.results import alert_view, check_alert_id
 from service.state import ApiState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["editor"])
 audit = logging.getLogger("nabaa.audit")
-ALERT_ID = re.compile(r"^[0-9a-f]{21}$")
 
 
 class AlertAccepted(BaseModel):
@@ -36,6 +35,16 @@ class Counts(BaseModel):
     clicked: int
 
 
+class PushServiceResults(BaseModel):
+    """What one push service answered for one alert."""
+
+    sent: int = Field(description="accepted (201/202)")
+    gone: int = Field(description="404/410: the subscription was removed")
+    failed: int = Field(description="refused for good, or given up on")
+    retried: int = Field(description="answers that were retried later (429, 5xx, timeouts)")
+    expired: int = Field(description="given up because the alert's TTL ran out while retrying")
+
+
 class AlertOut(BaseModel):
     id: str
     status: str
@@ -51,16 +60,30 @@ class AlertOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     counts: Counts
+    icon: str | None = Field(None, description="as composed; null: the site's default icon")
+    image: str | None = None
+    replaces: str | None = Field(None, description="the alert this one updates, if any")
+    by_push_service: dict[str, PushServiceResults] = Field(
+        description="per push-service host (e.g. fcm.googleapis.com): what it answered for this alert")
+    ctr: float | None = Field(description="click-through rate: clicked / delivered, or clicked / sent while no "
+                              "delivery was reported; null when both are 0")
 
 
 class AlertList(BaseModel):
     alerts: list[AlertOut]
 
 
+class GrowthDay(BaseModel):
+    new: int
+    removed: int
+
+
 class Stats(BaseModel):
     subscriptions: int
     by_topic: dict[str, int]
     by_push_service: dict[str, int]
+    growth: dict[str, GrowthDay] = Field(description="per UTC day (YYYY-MM-DD, the last 90 with changes): "
+                                         "subscriptions made and removed")
 
 
 @router.post("/alerts", status_code=202, response_model=AlertAccepted,
@@ -77,25 +100,19 @@ async def send_alert(data: AlertIn, state: ApiState = Depends(get_state), token:
     return JSONResponse({"id": accepted.id, "status": accepted.status}, status_code=202)
 
 
-def _check_alert_id(alert_id: str) -> str:
-    if not ALERT_ID.match(alert_id):
-        raise ApiError(404, "alert_not_found", f"there is no alert {alert_id!r}")
-    return alert_id
-
-
 @router.get("/alerts/{alert_id}", response_model=AlertOut, responses=responses(401, 404, 503, e404="no such alert"))
 async def get_alert(alert_id: str, state: ApiState = Depends(get_state), _: str = Depends(editor)):
-    record = await state.alerts.get(_check_alert_id(alert_id))
+    record = await state.alerts.get(check_alert_id(alert_id))
     if record is None:
         raise ApiError(404, "alert_not_found", f"there is no alert {alert_id!r}")
-    return JSONResponse(record.public())
+    return JSONResponse(alert_view(record))
 
 
 @router.get("/alerts", response_model=AlertList, responses=responses(401, 422, 503))
 async def list_alerts(limit: int = Query(50, ge=1, le=500), state: ApiState = Depends(get_state),
                       _: str = Depends(editor)):
     """The most recent alerts, newest first."""
-    return JSONResponse({"alerts": [record.public() for record in await state.alerts.recent(limit)]})
+    return JSONResponse({"alerts": [alert_view(record) for record in await state.alerts.recent(limit)]})
 
 
 @router.delete("/alerts/{alert_id}", status_code=204, response_class=Response,
@@ -104,7 +121,7 @@ async def list_alerts(limit: int = Query(50, ge=1, le=500), state: ApiState = De
                                       e409="the alert is already sending or over")})
 async def cancel_alert(alert_id: str, state: ApiState = Depends(get_state), token: str = Depends(editor)):
     """Cancel a scheduled alert."""
-    result = await state.alerts.cancel(_check_alert_id(alert_id))
+    result = await state.alerts.cancel(check_alert_id(alert_id))
     if result == 0:
         raise ApiError(404, "alert_not_found", f"there is no alert {alert_id!r}")
     if result < 0:

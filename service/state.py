@@ -22,6 +22,7 @@ class ApiState:
     secret: bytes  # for hashing client addresses (rate limits): derived from the VAPID key, never stored
     cap_total: tuple[float, int] | None = field(default=None, repr=False)  # (read at, subscriptions): the cap check
     cap_alarm_at: float = field(default=-1e9, repr=False)  # when the cap alarm was last logged (monotonic)
+    open_streams: int = field(default=0, repr=False)  # progress streams open now (service.results)
 
     @property
     def subs(self) -> SubscriptionStore:
