@@ -602,5 +602,5 @@ def test_dashboard_screenshot(site, open_context):
     path = screenshot(page, "dashboard", full_page=True,
                       mask=[page.locator(".alert-when"), page.locator("#alerts-updated"),
                             page.locator('[data-pv="origin"]'), page.locator('[data-pv="url"]'),
-                            page.locator("#stat-services code.host")])
+                            page.locator("#stat-services code.host"), page.locator(".growth-axis")])
     compare_with_reference(path, "dashboard", SCREENSHOT_TOLERANCE)

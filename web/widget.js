@@ -700,26 +700,33 @@
     }).then(function () { busy = false; });
   }
 
-  /** A subscribed reader changed sections: save them after a short pause. */
+  /** A subscribed reader changed sections: save them after a short pause (the API updates the topics of
+   * the subscription it already has). A change made while a save runs is saved right after it. */
   function onTopicChange() {
     if (current.state !== "subscribed") return;
     clearTimeout(topicTimer);
-    topicTimer = setTimeout(function () {
-      if (busy || current.state !== "subscribed") return;
-      busy = true;
-      var topics = selectedTopics();
-      setState("subscribed", { msg: T.saving });
-      workerReady().then(function (reg) { return reg.pushManager.getSubscription(); }).then(function (sub) {
-        if (!sub) throw new Error("no subscription");
-        return postSubscription(sub, topics);
-      }).then(function () {
-        setState("subscribed", subscribedInfo(T.saved));
-      }, function (e) {
-        var info = subscribedInfo(T.saveFailed);
-        info.detail = e && e.message;
-        setState("subscribed", info);
-      }).then(function () { busy = false; });
-    }, 500);
+    topicTimer = setTimeout(saveTopics, 500);
+  }
+
+  function saveTopics() {
+    if (current.state !== "subscribed") return;
+    if (busy) { topicTimer = setTimeout(saveTopics, 300); return; }
+    busy = true;
+    var topics = selectedTopics();
+    setState("subscribed", { msg: T.saving });
+    workerReady().then(function (reg) { return reg.pushManager.getSubscription(); }).then(function (sub) {
+      if (!sub) throw new Error("no subscription");
+      return postSubscription(sub, topics);
+    }).then(function () {
+      setState("subscribed", subscribedInfo(T.saved));
+    }, function (e) {
+      var info = subscribedInfo(T.saveFailed);
+      info.detail = e && e.message;
+      setState("subscribed", info);
+    }).then(function () {
+      busy = false;
+      if (selectedTopics().join(",") !== topics.join(",")) onTopicChange();
+    });
   }
 
   // ---------------------------------------------------------------- start

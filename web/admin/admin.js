@@ -1,9 +1,11 @@
 /*
  * Nabaa editor dashboard: sign in with the editor token, compose and preview an alert, send or
- * schedule it, watch its progress, read the audience numbers.
+ * schedule it (or an update that replaces a sent one), follow its progress live, read its results per
+ * push service, export them as CSV, and read the audience numbers and their growth per day.
  *
  * All data reaches the page through textContent and element properties: never innerHTML.
- * The token lives in sessionStorage and travels only as "Authorization: Bearer …".
+ * The token lives in sessionStorage and travels only as "Authorization: Bearer …" — also for the live
+ * progress stream, which is read with fetch() and a stream reader because EventSource cannot send headers.
  */
 (function () {
   "use strict";
@@ -294,6 +296,7 @@
   // ---------------------------------------------------------------- compose
 
   var form, sending = false, idempotencyKey = null;
+  var replacing = null;   // {id, title} of the sent alert this one updates (sent as "replaces")
   var FIELD_IDS = {
     title: "f-title", body: "f-body", url: "f-url", image: "f-image", icon: "f-icon", topic: "f-topic",
     lang: "f-lang", urgency: "f-urgency", ttl: "f-ttl", ttl_s: "f-ttl", send_at: "f-send-at"
@@ -388,6 +391,7 @@
     if (v.topic) p.topic = v.topic;
     if (v.lang) p.lang = v.lang;
     if (v.send_at) p.send_at = localToIso(v.send_at);
+    if (replacing) p.replaces = replacing.id;
     return p;
   }
 
@@ -403,8 +407,8 @@
     var label = $("send-label");
     label.textContent = "";
     if (sending) label.appendChild(bi("جارٍ الإرسال…", "Sending…"));
-    else if ($("f-send-at").value) label.appendChild(bi("جدولة الإرسال", "Schedule"));
-    else label.appendChild(bi("أرسل الآن", "Send now"));
+    else if ($("f-send-at").value) label.appendChild(replacing ? bi("جدولة التحديث", "Schedule update") : bi("جدولة الإرسال", "Schedule"));
+    else label.appendChild(replacing ? bi("أرسل التحديث", "Send update") : bi("أرسل الآن", "Send now"));
   }
 
   function updateAudience() {
@@ -447,7 +451,8 @@
     api("POST", "/api/v1/alerts", body, { "Idempotency-Key": idempotencyKey }).then(function (res) {
       idempotencyKey = null;
       var scheduled = res && res.status === "scheduled";
-      if (scheduled) toast("تمت جدولة التنبيه.", "Alert scheduled.", "ok");
+      if (replacing && !scheduled) toast("تم قبول التحديث، وسيحلّ محلّ التنبيه السابق على الأجهزة.", "Update accepted; it replaces the earlier alert on devices.", "ok");
+      else if (scheduled) toast("تمت جدولة التنبيه.", "Alert scheduled.", "ok");
       else toast("تم قبول التنبيه وبدأ الإرسال.", "Alert accepted; sending has begun.", "ok");
       justSent = res && res.id;
       resetForm(true);
@@ -477,6 +482,7 @@
     $("f-ttl").value = "24";
     $("f-urgency").value = "high";
     idempotencyKey = null;
+    setReplacing(null);
     clearErrors();
     updateCounter("count-title", $("f-title"), LIMITS.title);
     updateCounter("count-body", $("f-body"), LIMITS.body);
@@ -484,6 +490,42 @@
     updateAudience();
     updatePreview();
     if (afterSend) $("f-title").focus();
+  }
+
+  function setReplacing(a) {
+    replacing = a ? { id: a.id, title: a.title } : null;
+    $("replacing").hidden = !replacing;
+    $("replacing-title").textContent = replacing ? replacing.title : "";
+    $("compose-panel").classList.toggle("is-update", !!replacing);
+    var heading = $("compose-title");
+    heading.textContent = "";
+    heading.appendChild(replacing ? bi("تحديث تنبيه", "Update an alert") : bi("تنبيه جديد", "New alert"));
+    updateSendLabel();
+  }
+
+  /** "Update" on a sent alert: the compose form starts from it, and the new alert replaces it on devices. */
+  function startUpdate(a) {
+    resetForm(false);
+    var text = function (x) { return typeof x === "string" ? x : ""; };
+    $("f-title").value = text(a.title);
+    $("f-body").value = text(a.body);
+    $("f-url").value = text(a.url) || "/";
+    $("f-image").value = text(a.image);
+    $("f-icon").value = text(a.icon);
+    $("f-topic").value = text(a.topic);
+    if ($("f-topic").value !== text(a.topic)) $("f-topic").value = "";
+    $("f-lang").value = text(a.lang);
+    if ($("f-lang").value !== text(a.lang)) $("f-lang").value = "";
+    $("f-urgency").value = text(a.urgency) || "high";
+    if (typeof a.ttl_s === "number" && a.ttl_s > 0) $("f-ttl").value = String(Math.round((a.ttl_s / 3600) * 100) / 100);
+    setReplacing(a);
+    updateCounter("count-title", $("f-title"), LIMITS.title);
+    updateCounter("count-body", $("f-body"), LIMITS.body);
+    updateAudience();
+    updatePreview();
+    $("compose-panel").scrollIntoView({ block: "start", behavior: "auto" });
+    $("f-title").focus();
+    $("f-title").select();
   }
 
   // ---------------------------------------------------------------- preview
@@ -496,17 +538,42 @@
     return /^https:\/\//i.test(u) && isHttpUrl(u) ? u : "";
   }
 
+  var RTL_LANGS = ["ar", "fa", "he", "ur", "ps", "ku", "dv", "yi"];
+  var LETTER = /\p{L}/u;
+
+  /** The language the notification is shown in, as the server decides it (core.models.detect_lang). */
+  function detectLang(text) {
+    for (var i = 0; i < text.length; i++) {
+      var c = text.charCodeAt(i);
+      if ((c >= 0x0600 && c <= 0x06ff) || (c >= 0x0750 && c <= 0x077f) || (c >= 0xfb50 && c <= 0xfefc)) return "ar";
+      if (LETTER.test(text.charAt(i))) return "en";
+    }
+    return "ar";
+  }
+
   function updatePreview() {
     var v = values();
     var title = v.title.trim();
     var body = v.body.trim();
+    // What the service worker will set: dir and lang from the alert's language, actions in Arabic or English.
+    var lang = (v.lang || detectLang(title)).split("-")[0];
+    var dir = RTL_LANGS.indexOf(lang) !== -1 ? "rtl" : "ltr";
+    var actions = lang === "en" ? { open: "Read now", later: "Later" } : { open: "اقرأ الآن", later: "لاحقاً" };
     Array.prototype.forEach.call(document.querySelectorAll('[data-pv="title"]'), function (n) {
       n.textContent = title || "عنوان التنبيه · Alert title";
       n.classList.toggle("pv-placeholder", !title);
+      n.setAttribute("dir", title ? dir : "auto");
+      n.setAttribute("lang", lang);
     });
     Array.prototype.forEach.call(document.querySelectorAll('[data-pv="body"]'), function (n) {
       n.textContent = body || "نص التنبيه يظهر هنا · The body shows here";
       n.classList.toggle("pv-placeholder", !body);
+      n.setAttribute("dir", body ? dir : "auto");
+      n.setAttribute("lang", lang);
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-pv-action]"), function (n) {
+      n.textContent = actions[n.getAttribute("data-pv-action")] || "";
+      n.setAttribute("dir", dir);
     });
     Array.prototype.forEach.call(document.querySelectorAll('[data-pv="origin"]'), function (n) { n.textContent = location.host; });
     Array.prototype.forEach.call(document.querySelectorAll('[data-pv="url"]'), function (n) {
@@ -528,15 +595,38 @@
 
   // ---------------------------------------------------------------- alerts list
 
-  var rows = new Map();   // alert id → {li, parts}
+  var rows = new Map();   // alert id → {li, parts, data}
   var justSent = null;
   var alertsTimer = null, statsTimer = null, polling = false;
+  var filter = "all";
+  var FILTERS = {
+    all: function () { return true; },
+    scheduled: function (s) { return s === "scheduled"; },
+    active: function (s) { return s === "queued" || s === "sending"; },
+    sent: function (s) { return s === "done" || s === "failed"; }
+  };
+  var rowSeq = 0;
+  var RANK = { scheduled: 0, queued: 1, sending: 2, done: 3, failed: 3, cancelled: 3 };
+
+  function rank(status) { return RANK[status] === undefined ? 3 : RANK[status]; }
+
+  /** A small results tile: Arabic label, English beside it, the number under them. */
+  function tile(key, ar, en) {
+    var dd = el("dd", { className: "count-v", dir: "ltr", text: "0" });
+    var node = el("div", { className: "count count-" + key },
+      el("dt", null, el("span", { text: ar }), " ", el("span", { className: "en", lang: "en", dir: "ltr", text: en })), dd);
+    return { node: node, value: dd };
+  }
 
   function buildRow(id) {
     var parts = {};
+    var detailsId = "alert-details-" + (++rowSeq);
     parts.status = el("span", { className: "pill" });
+    parts.live = el("span", { className: "live-badge", hidden: true, title: "يُتابَع مباشرة · Followed live" },
+      el("span", { className: "live-dot", "aria-hidden": "true" }), bi("مباشر", "Live"));
     parts.title = el("h3", { className: "alert-title", dir: "auto" });
     parts.topic = el("span", { className: "chip" });
+    parts.update_of = el("span", { className: "chip chip-update", hidden: true }, bi("تحديث", "Update"));
     parts.url = el("code", { className: "alert-url", dir: "ltr" });
     parts.when = el("p", { className: "alert-when" });
     parts.progress = el("progress", { className: "bar", max: "1" });
@@ -545,26 +635,53 @@
     parts.counts = el("dl", { className: "counts" });
     parts.countValues = {};
     COUNTS.forEach(function (c) {
-      var dd = el("dd", { className: "count-v", dir: "ltr", text: "0" });
-      parts.countValues[c[0]] = dd;
-      parts.counts.appendChild(el("div", { className: "count count-" + c[0] },
-        el("dt", null, el("span", { text: c[1] }), " ", el("span", { className: "en", lang: "en", dir: "ltr", text: c[2] })), dd));
+      var t = tile(c[0], c[1], c[2]);
+      parts.countValues[c[0]] = t.value;
+      parts.counts.appendChild(t.node);
     });
-    parts.ctr = el("span", { className: "ctr" });
-    parts.cancel = el("button", { type: "button", className: "btn btn-danger btn-sm", "data-nabaa": "cancel" }, bi("إلغاء", "Cancel"));
-    parts.cancel.addEventListener("click", function () { cancelAlert(id, parts.cancel); });
+    var ctr = tile("ctr", "نسبة النقر", "CTR");
+    parts.ctr = ctr.value;
+    parts.counts.appendChild(ctr.node);
 
-    var li = el("li", { className: "alert-row", "data-alert-id": id },
+    parts.detailsBtn = el("button", {
+      type: "button", className: "btn btn-link btn-sm", "data-nabaa": "details", "aria-expanded": "false",
+      "aria-controls": detailsId
+    }, el("span", { className: "chev", "aria-hidden": "true" }), bi("حسب خدمة الإشعارات", "By push service"));
+    parts.update = el("button", { type: "button", className: "btn btn-ghost btn-sm", "data-nabaa": "update",
+      title: "أرسل نسخة محدّثة تحلّ محلّ هذا التنبيه · Send a new version that replaces this one" }, bi("تحديث", "Update"));
+    parts.cancel = el("button", { type: "button", className: "btn btn-danger btn-sm", "data-nabaa": "cancel" }, bi("إلغاء", "Cancel"));
+    parts.details = el("div", { className: "alert-details", id: detailsId, "data-nabaa": "breakdown", hidden: true });
+
+    parts.countsRow = el("div", { className: "counts-row" }, parts.counts);
+    var row = { li: null, parts: parts, data: null, open: false };
+    parts.cancel.addEventListener("click", function () { cancelAlert(id, parts.cancel); });
+    parts.update.addEventListener("click", function () { if (row.data) startUpdate(row.data); });
+    parts.detailsBtn.addEventListener("click", function () {
+      row.open = !row.open;
+      parts.detailsBtn.setAttribute("aria-expanded", row.open ? "true" : "false");
+      parts.details.hidden = !row.open;
+      if (row.open && row.data) renderDetails(parts.details, row.data);
+    });
+
+    row.li = el("li", { className: "alert-row", "data-alert-id": id },
       el("div", { className: "alert-top" },
-        el("div", { className: "alert-headline" }, parts.status, parts.title),
-        el("div", { className: "alert-side" }, parts.topic, parts.cancel)),
+        el("div", { className: "alert-headline" }, parts.status, parts.live, parts.title),
+        el("div", { className: "alert-side" }, parts.update_of, parts.topic)),
       el("div", { className: "alert-meta" }, parts.when, parts.url),
       el("div", { className: "bar-row" }, parts.progress, parts.percent, parts.progressLabel),
-      el("div", { className: "counts-row" }, parts.counts, parts.ctr));
-    return { li: li, parts: parts };
+      parts.countsRow,
+      el("div", { className: "alert-actions" }, parts.detailsBtn,
+        el("span", { className: "alert-actions-end" }, parts.update, parts.cancel)),
+      parts.details);
+    return row;
+  }
+
+  function fmtRate(r) {
+    return typeof r === "number" && isFinite(r) ? (Math.round(r * 1000) / 10) + "%" : "—";
   }
 
   function updateRow(row, a) {
+    row.data = a;
     var p = row.parts;
     var status = typeof a.status === "string" ? a.status : "";
     var st = STATUS[status] || { ar: status, en: status };
@@ -575,6 +692,7 @@
     p.title.textContent = typeof a.title === "string" ? a.title : "";
     var t = topicLabel(a.topic);
     p.topic.textContent = t[0] + " · " + t[1];
+    p.update_of.hidden = !a.replaces;
     p.url.textContent = typeof a.url === "string" ? a.url : "";
     p.url.title = p.url.textContent;
 
@@ -597,6 +715,7 @@
 
     var c = a.counts || {};
     COUNTS.forEach(function (k) { p.countValues[k[0]].textContent = fmtNum(c[k[0]]); });
+    p.ctr.textContent = fmtRate(a.ctr);
     var targeted = num(c.targeted);
     var finished = num(c.sent) + num(c.gone) + num(c.failed);
     if (status === "queued" || (status === "sending" && targeted === 0)) {
@@ -617,13 +736,139 @@
     else p.progressLabel.appendChild(bi(fmtNum(finished) + " من " + fmtNum(targeted), fmtNum(finished) + " of " + fmtNum(targeted)));
     p.progress.setAttribute("aria-label", "التقدم · Progress " + (p.percent.textContent || ""));
 
-    var sent = num(c.sent);
-    p.ctr.textContent = "";
-    if (sent > 0) {
-      var rate = Math.round((num(c.clicked) / sent) * 1000) / 10;
-      p.ctr.appendChild(bi("نسبة النقر " + rate + "%", "CTR " + rate + "%"));
-    }
+    var hasResults = status !== "scheduled" && status !== "cancelled";
+    p.countsRow.hidden = !hasResults;
+    p.detailsBtn.hidden = !hasResults;
+    p.update.hidden = !(status === "done" || status === "sending");
     p.cancel.hidden = status !== "scheduled";
+    if (!hasResults && row.open) p.detailsBtn.click();
+    if (row.open) renderDetails(p.details, a);
+    applyFilter(row);
+  }
+
+  // ----- per push service, on expanding a row
+
+  var PUSH_WORDS = [
+    ["sent", "أُرسل", "Sent"],
+    ["gone", "منتهية", "Gone"],
+    ["failed", "فشل", "Failed"],
+    ["retried", "أُعيدت", "Retried"],
+    ["expired", "انتهت مدتها", "Expired"]
+  ];
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    for (var i = 2; i < arguments.length; i++) if (arguments[i]) node.appendChild(arguments[i]);
+    return node;
+  }
+
+  function svgTitle(text) {
+    var t = svg("title");
+    t.textContent = text;
+    return t;
+  }
+
+  var rtl = document.documentElement.dir === "rtl";
+
+  /** A horizontal bar of parts [value, className], from the inline start (the right, in Arabic). */
+  function stackedBar(partsList, total, label) {
+    var bar = svg("svg", { class: "stack", viewBox: "0 0 100 8", preserveAspectRatio: "none", role: "img", "aria-label": label });
+    bar.appendChild(svg("rect", { class: "stack-bg", x: 0, y: 0, width: 100, height: 8, rx: 0 }));
+    var at = 0;
+    partsList.forEach(function (part) {
+      if (!part[0] || !total) return;
+      var w = (part[0] / total) * 100;
+      bar.appendChild(svg("rect", { class: part[1], x: rtl ? 100 - at - w : at, y: 0, width: w, height: 8 }));
+      at += w;
+    });
+    return bar;
+  }
+
+  function renderDetails(box, a) {
+    box.textContent = "";
+    var svc = a.by_push_service && typeof a.by_push_service === "object" ? a.by_push_service : {};
+    var hosts = Object.keys(svc).sort(function (x, y) { return num(svc[y].sent) - num(svc[x].sent); });
+    box.appendChild(el("h4", { className: "details-h" }, bi("النتائج حسب خدمة الإشعارات", "Results by push service")));
+    if (!hosts.length) {
+      box.appendChild(el("p", { className: "details-empty" },
+        bi("لم تُجب أي خدمة إشعارات بعد.", "No push service has answered yet.")));
+    } else {
+      var head = el("tr", null, el("th", { scope: "col", className: "svc-name" }, bi("الخدمة", "Service")));
+      PUSH_WORDS.forEach(function (w) {
+        head.appendChild(el("th", { scope: "col", className: "svc-n svc-" + w[0] },
+          el("span", { text: w[1] }), el("span", { className: "en", lang: "en", dir: "ltr", text: w[2] })));
+      });
+      head.appendChild(el("th", { scope: "col", className: "svc-share" }, bi("الحصيلة", "Outcome")));
+      var body = el("tbody");
+      hosts.forEach(function (host) {
+        var r = svc[host] || {};
+        var name = pushServiceName(host);
+        var tr = el("tr", { "data-push-service": host },
+          el("th", { scope: "row", className: "svc-name" },
+            name ? el("span", { className: "svc-label", text: name }) : null,
+            el("code", { className: "host", dir: "ltr", text: host })));
+        PUSH_WORDS.forEach(function (w) {
+          tr.appendChild(el("td", { className: "svc-n svc-" + w[0], dir: "ltr", text: fmtNum(r[w[0]]) }));
+        });
+        var final = num(r.sent) + num(r.gone) + num(r.failed);
+        var label = host + ": " + fmtNum(r.sent) + " sent, " + fmtNum(r.gone) + " gone, " + fmtNum(r.failed) + " failed";
+        tr.appendChild(el("td", { className: "svc-share" },
+          stackedBar([[num(r.sent), "seg-sent"], [num(r.gone), "seg-gone"], [num(r.failed), "seg-failed"]], final, label)));
+        body.appendChild(tr);
+      });
+      box.appendChild(el("div", { className: "table-wrap" },
+        el("table", { className: "svc-table" }, el("thead", null, head), body)));
+    }
+
+    var facts = el("dl", { className: "facts" });
+    function fact(ar, en, value, attrs) {
+      if (value === "" || value === null || value === undefined) return;
+      facts.appendChild(el("div", { className: "fact" },
+        el("dt", null, bi(ar, en)), el("dd", attrs || { dir: "auto" }, typeof value === "object" ? value : String(value))));
+    }
+    var urg = { high: ["عاجل", "High"], normal: ["عادي", "Normal"], low: ["منخفضة", "Low"], "very-low": ["منخفضة جداً", "Very low"] }[a.urgency];
+    var langs = { ar: ["العربية", "Arabic"], fr: ["الفرنسية", "French"], en: ["الإنجليزية", "English"] };
+    var lang = a.lang ? (langs[a.lang] || [a.lang, a.lang]) : ["كل اللغات", "All languages"];
+    fact("النص", "Body", a.body);
+    fact("الأولوية", "Urgency", urg ? bi(urg[0], urg[1]) : a.urgency, {});
+    fact("الصلاحية", "Time to live", a.ttl_s ? fmtNum(Math.round((a.ttl_s / 3600) * 100) / 100) + " h" : "", { dir: "ltr" });
+    fact("لغة القرّاء", "Readers' language", bi(lang[0], lang[1]), {});
+    fact("بدأ الإرسال", "Sending began", a.started_at ? bi(fmtDate(a.started_at, "ar"), fmtDate(a.started_at, "en")) : "", {});
+    if (a.replaces) fact("يحلّ محلّ", "Replaces", a.replaces, { dir: "ltr", className: "mono" });
+    box.appendChild(facts);
+  }
+
+  // ----- filter
+
+  function applyFilter(row) {
+    var status = row.li.getAttribute("data-status") || "";
+    row.li.hidden = !(FILTERS[filter] || FILTERS.all)(status);
+  }
+
+  function setFilter(name) {
+    filter = FILTERS[name] ? name : "all";
+    Array.prototype.forEach.call(document.querySelectorAll('[data-nabaa="filter"]'), function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-filter") === filter ? "true" : "false");
+    });
+    rows.forEach(applyFilter);
+    updateEmpty();
+  }
+
+  function updateEmpty() {
+    var total = rows.size, shown = 0, counts = { all: 0, scheduled: 0, active: 0, sent: 0 };
+    rows.forEach(function (row) {
+      var s = row.li.getAttribute("data-status") || "";
+      Object.keys(FILTERS).forEach(function (f) { if (FILTERS[f](s)) counts[f] += 1; });
+      if (!row.li.hidden) shown += 1;
+    });
+    Object.keys(counts).forEach(function (f) {
+      var n = document.querySelector('[data-nabaa="filter"][data-filter="' + f + '"] .filter-n');
+      if (n) n.textContent = fmtNum(counts[f]);
+    });
+    $("alerts-empty").hidden = total > 0;
+    $("alerts-filtered").hidden = total === 0 || shown > 0;
   }
 
   function renderAlerts(list) {
@@ -642,18 +887,107 @@
           justSent = null;
         }
       }
-      updateRow(row, a);
+      // A row followed live has fresher numbers from its stream than this list, and an alert's status only
+      // moves forward: a list read before the stream's last event must not take the row back.
+      if (!row.data || (!streams.has(a.id) && rank(a.status) >= rank(row.data.status))) updateRow(row, a);
+      follow(row.data || a);
       var next = prev ? prev.nextSibling : ol.firstChild;
       if (next !== row.li) ol.insertBefore(row.li, next);
       prev = row.li;
     });
     rows.forEach(function (row, id) {
       if (!seen.has(id)) {
+        unfollow(id);
         if (row.li.parentNode) row.li.parentNode.removeChild(row.li);
         rows.delete(id);
       }
     });
-    $("alerts-empty").hidden = list.length > 0;
+    updateEmpty();
+  }
+
+  // ----- live progress: the alert's event stream, read with fetch() so the token stays in a header
+
+  var MAX_STREAMS = 4;
+  var STREAM_RETRY_MS = 10000;
+  var streams = new Map();      // alert id → AbortController
+  var streamFailed = new Map(); // alert id → when its last stream failed (ms)
+
+  function setRowLive(id, on) {
+    var row = rows.get(id);
+    if (!row) return;
+    row.parts.live.hidden = !on;
+    if (on) row.li.setAttribute("data-live", "true");
+    else row.li.removeAttribute("data-live");
+  }
+
+  /** Follows a queued or sending alert until it is over (at most MAX_STREAMS at once). */
+  function follow(a) {
+    if (!a || (a.status !== "queued" && a.status !== "sending")) return;
+    if (!token || !polling || document.hidden || streams.has(a.id) || streams.size >= MAX_STREAMS) return;
+    if (Date.now() - (streamFailed.get(a.id) || 0) < STREAM_RETRY_MS) return;
+    if (typeof ReadableStream === "undefined" || typeof TextDecoder === "undefined") return; // the 2 s poll does it
+    var id = a.id;
+    var ctrl = new AbortController();
+    var ended = null;
+    streams.set(id, ctrl);
+    setRowLive(id, true);
+    fetch("/api/v1/alerts/" + encodeURIComponent(id) + "/stream", {
+      headers: { Authorization: "Bearer " + token, Accept: "text/event-stream" },
+      cache: "no-store", credentials: "same-origin", signal: ctrl.signal
+    }).then(function (res) {
+      if (res.status === 401) { signOut(true); throw ApiError(401, "unauthorized", "unauthorized"); }
+      if (!res.ok || !res.body) throw ApiError(res.status, "", "HTTP " + res.status);
+      var reader = res.body.getReader();
+      var decoder = new TextDecoder();
+      var buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) return;
+          buffer = (buffer + decoder.decode(chunk.value, { stream: true })).replace(/\r\n/g, "\n");
+          var cut;
+          while ((cut = buffer.indexOf("\n\n")) !== -1) {
+            var ev = parseEvent(buffer.slice(0, cut));
+            buffer = buffer.slice(cut + 2);
+            if (!ev) continue;
+            if (ev.event === "alert" && ev.data && ev.data.id === id) {
+              var row = rows.get(id);
+              if (row) updateRow(row, ev.data);
+            } else if (ev.event === "end") {
+              ended = ev.data && ev.data.reason;
+            }
+          }
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (e) {
+      if (e && e.name === "AbortError") return;
+      streamFailed.set(id, Date.now());
+    }).then(function () {
+      if (streams.get(id) === ctrl) streams.delete(id);
+      setRowLive(id, false);
+      // Over (or the 10-minute stream ran out): the list and the audience numbers catch up now.
+      if (ended && ended !== "timeout" && polling) { refreshStats(); }
+    });
+  }
+
+  function parseEvent(block) {
+    var name = "message", data = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+      else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+    });
+    if (!data.length) return null;
+    try { return { event: name, data: JSON.parse(data.join("\n")) }; } catch (e) { return null; }
+  }
+
+  function unfollow(id) {
+    var ctrl = streams.get(id);
+    if (ctrl) { streams.delete(id); ctrl.abort(); setRowLive(id, false); }
+  }
+
+  function unfollowAll() {
+    Array.from(streams.keys()).forEach(unfollow);
   }
 
   function setLive(ok) {
@@ -690,6 +1024,49 @@
     }).then(function () { btn.disabled = false; });
   }
 
+  // ----- CSV export: fetched with the token in its header, then saved from a Blob
+
+  function filenameFrom(disposition) {
+    var m = /filename="([^"\/\\]+)"/.exec(disposition || "");
+    return m ? m[1] : "";
+  }
+
+  function exportCsv() {
+    var btn = $("export");
+    btn.disabled = true;
+    btn.setAttribute("aria-busy", "true");
+    fetch("/api/v1/alerts.csv?limit=500", {
+      headers: { Authorization: "Bearer " + (token || ""), Accept: "text/csv" }, cache: "no-store", credentials: "same-origin"
+    }).then(function (res) {
+      if (!res.ok) {
+        return res.text().then(function (text) {
+          var data = null;
+          try { data = JSON.parse(text); } catch (e) { data = null; }
+          if (res.status === 401) signOut(true);
+          throw errorFrom(res.status, data, res.statusText);
+        });
+      }
+      var name = filenameFrom(res.headers.get("Content-Disposition")) || "nabaa-alerts.csv";
+      return res.blob().then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        var a = el("a", { href: url, download: name, hidden: true });
+        document.body.appendChild(a);
+        a.click();
+        a.parentNode.removeChild(a);
+        setTimeout(function () { URL.revokeObjectURL(url); }, 30000);
+        toast("نُزّل الملف " + name, "Downloaded " + name, "ok");
+      });
+    }, function (e) {
+      throw ApiError(0, "network", (e && e.message) || "network error");
+    }).catch(function (e) {
+      if (e.status === 401) return;
+      toast("تعذّر التنزيل: " + e.message, "Couldn't download: " + e.message, "error");
+    }).then(function () {
+      btn.disabled = false;
+      btn.setAttribute("aria-busy", "false");
+    });
+  }
+
   // ---------------------------------------------------------------- stats
 
   function barList(ul, entries, total, labelOf) {
@@ -709,6 +1086,77 @@
     });
   }
 
+  // ----- subscriber growth per day: an inline SVG, built node by node
+
+  var GROWTH_DAYS = 30;
+  var dayFmt = {
+    ar: new Intl.DateTimeFormat("ar-MA-u-nu-latn", { day: "numeric", month: "short", timeZone: "UTC" }),
+    en: new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", timeZone: "UTC" })
+  };
+
+  /** The last GROWTH_DAYS UTC days, oldest first, each {key, date, added, removed}. */
+  function growthDays(growth, now) {
+    var days = [];
+    var today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+    for (var i = GROWTH_DAYS - 1; i >= 0; i--) {
+      var date = new Date(today - i * 86400000);
+      var key = date.toISOString().slice(0, 10);
+      var g = growth && typeof growth[key] === "object" && growth[key] ? growth[key] : {};
+      days.push({ key: key, date: date, added: num(g.new), removed: num(g.removed) });
+    }
+    return days;
+  }
+
+  function renderGrowth(growth) {
+    var box = $("growth");
+    var days = growthDays(growth, new Date());
+    var added = 0, removed = 0, peak = 0, peakDown = 0;
+    days.forEach(function (d) {
+      added += d.added; removed += d.removed;
+      peak = Math.max(peak, d.added); peakDown = Math.max(peakDown, d.removed);
+    });
+    var W = 320, left = 4, right = 4, top = 14, plot = 84, H = top + plot + 2;
+    var span = peak + peakDown || 1;
+    var scale = plot / span;
+    var base = top + (peak || (peakDown ? 0 : span)) * scale; // the zero line
+    var slot = (W - left - right) / days.length;
+    var barW = Math.max(2, slot - 2.5);
+    var summary = "+" + added + " / −" + removed + " · " + GROWTH_DAYS + " days";
+    var chart = svg("svg", { class: "growth-svg", viewBox: "0 0 " + W + " " + H, role: "img",
+      "aria-label": "نمو المشتركين يومياً في آخر " + GROWTH_DAYS + " يوماً: " + added + " جديد، " + removed +
+        " أُزيل · Subscriber growth per day, last " + GROWTH_DAYS + " days: " + added + " new, " + removed + " removed" });
+    chart.appendChild(svgTitle(summary));
+    if (peak) {
+      chart.appendChild(svg("line", { class: "growth-grid", x1: left, x2: W - right, y1: top, y2: top }));
+      var peakLabel = svg("text", { class: "growth-tick", x: rtl ? W - right : left, y: top - 4, "text-anchor": rtl ? "end" : "start" });
+      peakLabel.textContent = fmtNum(peak);
+      chart.appendChild(peakLabel);
+    }
+    days.forEach(function (d, i) {
+      // Time runs with the reading direction: in Arabic the oldest day is on the right.
+      var slotX = rtl ? W - right - (i + 1) * slot : left + i * slot;
+      var x = slotX + (slot - barW) / 2;
+      var g = svg("g", { class: "growth-day" + (i === days.length - 1 ? " is-today" : ""), "data-day": d.key },
+        svgTitle(dayFmt.ar.format(d.date) + " · " + dayFmt.en.format(d.date) + ": +" + d.added + " / −" + d.removed));
+      g.appendChild(svg("rect", { class: "growth-hit", x: slotX, y: 0, width: slot, height: H }));
+      if (d.added) g.appendChild(svg("rect", { class: "growth-new", x: x, y: base - d.added * scale, width: barW,
+        height: Math.max(1.5, d.added * scale), rx: 1.5 }));
+      if (d.removed) g.appendChild(svg("rect", { class: "growth-removed", x: x, y: base, width: barW,
+        height: Math.max(1.5, d.removed * scale), rx: 1.5 }));
+      chart.appendChild(g);
+    });
+    chart.appendChild(svg("line", { class: "growth-base", x1: left, x2: W - right, y1: base, y2: base }));
+
+    box.textContent = "";
+    box.appendChild(chart);
+    var first = days[0].date;
+    box.appendChild(el("div", { className: "growth-axis", "aria-hidden": "true" },
+      el("span", { text: dayFmt.ar.format(first) + " · " + dayFmt.en.format(first) }),
+      el("span", null, bi("اليوم", "Today"))));
+    $("growth-new").textContent = "+" + fmtNum(added);
+    $("growth-removed").textContent = "−" + fmtNum(removed);
+  }
+
   function renderStats(s) {
     var total = num(s && s.subscriptions);
     $("stat-total").textContent = fmtNum(total);
@@ -726,6 +1174,7 @@
           el("code", { className: "host", dir: "ltr", text: host }))
       };
     });
+    renderGrowth((s && s.growth) || {});
     $("stats-error").hidden = true;
   }
 
@@ -764,11 +1213,12 @@
     polling = false;
     clearTimeout(alertsTimer);
     clearTimeout(statsTimer);
+    unfollowAll();
   }
 
   document.addEventListener("visibilitychange", function () {
     if (!polling) return;
-    if (document.hidden) { clearTimeout(alertsTimer); clearTimeout(statsTimer); }
+    if (document.hidden) { clearTimeout(alertsTimer); clearTimeout(statsTimer); unfollowAll(); }
     else { refreshAlerts().then(scheduleAlerts); refreshStats().then(scheduleStats); }
   });
 
@@ -813,6 +1263,11 @@
       updatePreview();
     });
     $("clear-form").addEventListener("click", function () { resetForm(true); });
+    $("replacing-cancel").addEventListener("click", function () { resetForm(true); });
+    $("export").addEventListener("click", exportCsv);
+    Array.prototype.forEach.call(document.querySelectorAll('[data-nabaa="filter"]'), function (b) {
+      b.addEventListener("click", function () { setFilter(b.getAttribute("data-filter")); });
+    });
     $("form-error").setAttribute("tabindex", "-1");
 
     if (token) showApp(null);
