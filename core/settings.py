@@ -23,6 +23,7 @@ from core.errors import ConfigError
 # The browsers' push services (web-push-facts.md): exact hosts, or `.suffix` on a label boundary.
 DEFAULT_PUSH_HOSTS = (
     "fcm.googleapis.com",
+    "jmt17.google.com",  # the FCM host of Chromium builds without Google API keys (Debian's, for one)
     "updates.push.services.mozilla.com",
     ".push.apple.com",
     ".notify.windows.com",

@@ -15,7 +15,7 @@ and stored by the API as it is. Pushes cannot go further here: the endpoint is G
 
 Seen on Debian's Chromium 156 (built without Google API keys): endpoints are
 `https://jmt17.google.com/fcm/send/<token>`; Google Chrome's are on `fcm.googleapis.com`. The default
-PUSH_ALLOWED_HOSTS (core/settings.py) lists only the latter, so the site here allows both.
+PUSH_ALLOWED_HOSTS (core/settings.py) lists both.
 """
 
 from __future__ import annotations
@@ -333,10 +333,6 @@ def test_push_service_refusal_shows_the_error_and_stores_nothing(site, gcm, real
     assert page.evaluate("localStorage.getItem('nabaa.subscriptionId')") is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backend: the default PUSH_ALLOWED_HOSTS (core/settings.py DEFAULT_PUSH_HOSTS) lacks jmt17.google.com, the "
-    "FCM host of every Chromium built without Google API keys (Debian's, this machine's): its readers cannot "
-    "subscribe on a default install. Remove this mark once the host is in the defaults."))
 def test_default_allow_list_takes_what_debian_chromium_makes(make_settings):
     """An endpoint shaped exactly as the real subscribe above produced it, against the default allow-list.
     (Sync, the API run on another thread: Playwright's sync API holds this thread's event loop.)"""
