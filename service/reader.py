@@ -116,8 +116,9 @@ async def check_cap(state: ApiState, sub) -> None:
         return
     if time.monotonic() - state.cap_alarm_at > CAP_ALARM_EVERY_S:
         state.cap_alarm_at = time.monotonic()
-        log.error("ALARM: %d subscriptions reached MAX_SUBSCRIPTIONS=%d; new ones are refused until it is raised",
-                  cached[1], limit)
+        log.error("ALARM subscription_cap: %d subscriptions reached MAX_SUBSCRIPTIONS=%d; new ones are refused "
+                  "until it is raised", cached[1], limit)
+        await state.store.redis.hincrby(state.store.keys.alarms, "subscription_cap", 1)
     raise ApiError(503, "subscription_cap", "this site cannot take new subscriptions right now; try again later",
                    headers={"Retry-After": "3600"})
 

@@ -103,7 +103,8 @@ async def world(make_settings, profile: str = "strict", **overrides):
 
 
 async def snapshot(w: World) -> dict:
-    """Everything stored under the test's prefix, except the rate-limit counters that every request moves."""
+    """Everything stored under the test's prefix, except the counters that requests move without storing
+    anything: rate limits, and the alarm and push counters of /metrics."""
     redis, keys = w.state.store.redis, w.state.store.keys
     counters = await w.state.subs.counters()
     pipe = redis.pipeline(transaction=False)
@@ -112,7 +113,7 @@ async def snapshot(w: World) -> dict:
     records = sum(await pipe.execute())
     dumped = {}
     async for key in redis.scan_iter(match=f"{{{keys.prefix}:*", count=1000):
-        if b":r}:rate:" not in key:
+        if b":r}:rate:" not in key and b":m}:" not in key:
             dumped[key] = await redis.dump(key)
     return {
         "subscriptions": counters.get("all", 0), "records": records,
@@ -807,6 +808,7 @@ async def test_row11_global_cap_refuses_new_endpoints_raises_an_alarm_refreshes_
     assert refused.headers["retry-after"]
     assert after == before
     assert any("ALARM" in r.getMessage() and "MAX_SUBSCRIPTIONS=3" in r.getMessage() for r in caplog.records)
+    assert await w.state.store.redis.hget(w.state.store.keys.alarms, "subscription_cap") == b"1"
     assert refreshed.status_code == 200  # a reader already known keeps refreshing at the cap
 
 
