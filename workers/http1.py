@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import httptools
 
-IDLE_KEEP_S = 30.0  # drop an idle connection sooner than servers usually do (60 s and more)
+IDLE_KEEP_S = 30.0
+CONNECTING_AT_ONCE = 4  # TLS handshakes one pool makes at the same time  # drop an idle connection sooner than servers usually do (60 s and more)
 
 
 class RequestFailed(Exception):
@@ -130,6 +131,7 @@ class _OriginPool:
     def __init__(self, per_origin: int):
         self.idle: list[_Connection] = []
         self.slots = asyncio.Semaphore(per_origin)
+        self.connecting = asyncio.Semaphore(CONNECTING_AT_ONCE)
         self.addresses: list[tuple[str, int]] = []
         self.resolved_at = 0.0
 
@@ -176,7 +178,17 @@ class PushClient:
                     break
                 candidate.close()
             if connection is None:
-                connection = await self._connect(pool, scheme, host, port)
+                # A few handshakes at a time: the first answers come back sooner than if a burst opened
+                # every connection at once, and the later sends find a connection free by then.
+                async with pool.connecting:
+                    while pool.idle and connection is None:
+                        candidate = pool.idle.pop()
+                        if candidate.usable():
+                            connection = candidate
+                        else:
+                            candidate.close()
+                    if connection is None:
+                        connection = await self._connect(pool, scheme, host, port)
             waiter = connection.request(data, loop)
             timer = loop.call_later(self.read_timeout_s, _expire, waiter)
             try:
