@@ -282,6 +282,16 @@ class Worker:
                 pipe.xack(self.store.keys.tasks, GROUP, entry_id)
                 pipe.xdel(self.store.keys.tasks, entry_id)
                 await pipe.execute()
+            elif self._stopping.is_set():
+                # Stopping with the shard half done (its batches so far committed, the cursor saved): hand
+                # the rest back as a new task that any worker reads at once, instead of leaving it pending
+                # for CLAIM_IDLE_MS. One transaction, so the task is never both lost and never twice.
+                pipe = self.store.redis.pipeline(transaction=True)
+                pipe.xadd(self.store.keys.tasks, {"a": alert_id, "s": shard})
+                pipe.xack(self.store.keys.tasks, GROUP, entry_id)
+                pipe.xdel(self.store.keys.tasks, entry_id)
+                await pipe.execute()
+                log.info("task %s (alert %s, shard %d) handed back", entry_id, alert_id, shard)
         except (RedisError, OSError) as exc:
             log.warning("task %s left for later: %s", entry_id, exc)
         except Exception:
@@ -549,14 +559,20 @@ class Worker:
     # ----- retries ------------------------------------------------------------------------------------
 
     async def _process_retries(self) -> None:
-        members = await self.alerts.take_retries(now_ms(), self.settings.worker_concurrency)
-        if not members:
-            return
-        by_alert: dict[str, list[tuple[str, str, int]]] = {}
-        for member in members:
-            alert_id, sub_id, attempt = parse_retry_member(member)
-            by_alert.setdefault(alert_id, []).append((member, sub_id, attempt))
-        await asyncio.gather(*(self._retry_alert(alert_id, items) for alert_id, items in by_alert.items()))
+        # Round after round while rounds come back full: when a pause ends, a whole host's share of a
+        # broadcast can be due at once, and one round per RETRY_POLL_S would make it wait many seconds.
+        limit = self.settings.worker_concurrency
+        while True:
+            members = await self.alerts.take_retries(now_ms(), limit)
+            if not members:
+                return
+            by_alert: dict[str, list[tuple[str, str, int]]] = {}
+            for member in members:
+                alert_id, sub_id, attempt = parse_retry_member(member)
+                by_alert.setdefault(alert_id, []).append((member, sub_id, attempt))
+            await asyncio.gather(*(self._retry_alert(alert_id, items) for alert_id, items in by_alert.items()))
+            if len(members) < limit or self._stopping.is_set():
+                return
 
     async def _retry_alert(self, alert_id: str, items: list[tuple[str, str, int]]) -> None:
         record = await self.alerts.get(alert_id)
