@@ -85,6 +85,20 @@ return 0
 """
 
 
+def _retry_outcomes(members: list[str], words: list[str], result: "BatchResult") -> list[tuple[str, str, str]]:
+    """What `finish_retries` records for leased members, from `settle`'s words: retries carry their next
+    (due, member), which `settle` appended to `result.retries` in the same order."""
+    following = iter(result.retries)
+    outcomes = []
+    for member, word in zip(members, words):
+        if word == "retry":
+            due, next_member = next(following)
+            outcomes.append((member, "retry", f"{due} {next_member}"))
+        else:
+            outcomes.append((member, "failed" if word == "expired" else word, ""))
+    return outcomes
+
+
 def _outcome_of(send: asyncio.Future) -> Outcome:
     if send.cancelled():
         return transient("cancelled")
@@ -405,14 +419,7 @@ class Worker:
         result = BatchResult()
         attempts = [(sub, 0, _outcome_of(send)) for _, sub, send in detached]
         words = await self.settle(alert, attempts, result)
-        following = iter(result.retries)
-        outcomes = []
-        for (member, _sub, _send), word in zip(detached, words):
-            if word == "retry":
-                due, next_member = next(following)
-                outcomes.append((member, "retry", f"{due} {next_member}"))
-            else:
-                outcomes.append((member, "failed" if word == "expired" else word, ""))
+        outcomes = _retry_outcomes([member for member, _, _ in detached], words, result)
         await self.alerts.finish_retries(alert.id, outcomes, now_ms(), result.reason)
 
     async def settle(self, alert: AlertRecord, attempts: list[tuple[Subscription, int, Outcome]],
@@ -595,11 +602,5 @@ class Worker:
             answers = await asyncio.gather(*(self.deliver(record, sub) for _, sub, _ in live))
             attempts = [(sub, attempt, outcome) for (_, sub, attempt), outcome in zip(live, answers)]
             words = await self.settle(record, attempts, result)
-            following = iter(result.retries)
-            for (member, _sub, _attempt), word in zip(live, words):
-                if word == "retry":
-                    due, next_member = next(following)
-                    outcomes.append((member, "retry", f"{due} {next_member}"))
-                else:
-                    outcomes.append((member, "failed" if word == "expired" else word, ""))
+            outcomes += _retry_outcomes([member for member, _, _ in live], words, result)
         await self.alerts.finish_retries(alert_id, outcomes, now_ms(), result.reason)
