@@ -35,7 +35,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 REFERENCE = Path(__file__).resolve().parent / "reference"
 
 # Generous: a loaded 2-core machine. No assertion ever waits on a fixed sleep; these are upper bounds.
-TIMEOUT_S = 10.0
+TIMEOUT_S = 20.0  # generous: a loaded 2-core machine runs Chromium, the API and a worker at once
 PAGE_TIMEOUT_MS = 15_000
 
 
@@ -52,6 +52,34 @@ def chromium_or_skip() -> str:
 
 
 # --------------------------------------------------------------------------- running things elsewhere
+
+
+def launch_browser():
+    """Headless Debian Chromium, launched as browser-testing.md says (a generator for a module fixture)."""
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=executable, args=LAUNCH_ARGS, timeout=60_000)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def stored_subscriptions(settings) -> list:
+    """Every subscription in the store of `settings`, read from the test's thread."""
+    from core.store import Store
+    from core.subscriptions import SubscriptionStore
+
+    async def read():
+        store = await Store.open(settings.redis_url, settings.redis_prefix)
+        try:
+            return [sub async for sub in SubscriptionStore(store).iterate()]
+        finally:
+            await store.close()
+
+    return run_async(read)
 
 
 def run_async(factory: Callable[[], Any], timeout_s: float = 60.0) -> Any:

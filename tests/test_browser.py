@@ -22,18 +22,16 @@ from typing import Any
 import httpx
 import pytest
 
-from core.store import Store
-from core.subscriptions import SubscriptionStore
 from tests.browser_support import (
     ARTIFACTS,
-    LAUNCH_ARGS,
     PAGE_TIMEOUT_MS,
     LiveServer,
-    chromium_or_skip,
     compare_with_reference,
+    launch_browser,
     notifications,
     poll,
     run_async,
+    stored_subscriptions,
     subscribe_stub,
     wait_for_state,
 )
@@ -63,15 +61,7 @@ HEADLINE_AR = "حموشي يقود وفداً أمنياً مغربياً إلى
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=LAUNCH_ARGS, timeout=60_000)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from launch_browser()
 
 
 @dataclass
@@ -114,14 +104,7 @@ class Site:
         run_async(lambda: drain(self.settings))
 
     def stored_subscriptions(self) -> list:
-        async def read():
-            store = await Store.open(self.settings.redis_url, self.settings.redis_prefix)
-            try:
-                return [sub async for sub in SubscriptionStore(store).iterate()]
-            finally:
-                await store.close()
-
-        return run_async(read)
+        return stored_subscriptions(self.settings)
 
     def restart(self, **overrides) -> None:
         """Stop the server and start it again on the same origin with other settings."""

@@ -36,9 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.settings import DEFAULT_PUSH_HOSTS
-from core.store import Store
-from core.subscriptions import SubscriptionStore
-from tests.browser_support import LAUNCH_ARGS, PAGE_TIMEOUT_MS, LiveServer, chromium_or_skip, poll, run_async, wait_for_state
+from tests.browser_support import (LAUNCH_ARGS, PAGE_TIMEOUT_MS, LiveServer, chromium_or_skip, run_async,
+                                   stored_subscriptions, wait_for_state)
 from tests.conftest import api_client
 
 pytestmark = pytest.mark.timeout(90)
@@ -177,14 +176,7 @@ class Site:
         return self.server.origin
 
     def stored_subscriptions(self) -> list:
-        async def read():
-            store = await Store.open(self.settings.redis_url, self.settings.redis_prefix)
-            try:
-                return [sub async for sub in SubscriptionStore(store).iterate()]
-            finally:
-                await store.close()
-
-        return run_async(read)
+        return stored_subscriptions(self.settings)
 
 
 @pytest.fixture

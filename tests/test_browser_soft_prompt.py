@@ -15,7 +15,7 @@ import html
 import httpx
 import pytest
 
-from tests.browser_support import LAUNCH_ARGS, PAGE_TIMEOUT_MS, LiveServer, chromium_or_skip, poll, wait_for_state
+from tests.browser_support import PAGE_TIMEOUT_MS, LiveServer, launch_browser, poll, wait_for_state
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,15 +59,7 @@ def soft_prompt_page(paragraphs: int, **options: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=LAUNCH_ARGS, timeout=60_000)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from launch_browser()
 
 
 @pytest.fixture
