@@ -21,7 +21,6 @@ from core.store import Store
 STATUSES = ("scheduled", "queued", "sending", "done", "cancelled", "failed")
 IDEMPOTENCY_TTL_S = 24 * 3600
 RETRY_LEASE_MS = 30_000
-ALERT_RETENTION_S = 90 * 86400
 COUNT_FIELDS = ("targeted", "sent", "gone", "failed", "delivered", "clicked", "dismissed")
 
 

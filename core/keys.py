@@ -8,7 +8,7 @@ set share another. Shards spread the audience over the cluster's masters.
 |---|---|---|---|
 | `{P:sN}:subs` | hash id → record | forever | shard N of the subscriptions (`core.records`) |
 | `{P:sN}:count` | hash | forever | shard N's counters: `all`, `t:<topic>`, `l:<lang>`, `h:<host>` |
-| `{P:a}:alert:<id>` | hash | `ALERT_RETENTION_S` after done | one alert: content, status, times, counts |
+| `{P:a}:alert:<id>` | hash | forever (kept for the dashboard's history) | one alert: content, status, times, counts |
 | `{P:a}:alerts` | zset id → created ms | forever (trimmed) | the alert index, newest last |
 | `{P:a}:scheduled` | zset id → send_at ms | until fired | alerts waiting for their `send_at` |
 | `{P:a}:idem:<sha>` | string → alert id + body hash | 24 h | `Idempotency-Key` of an editor request |

