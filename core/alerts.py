@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.keys import GROUP, SHARDS
 from core.store import Store
@@ -104,9 +104,28 @@ end
 return {status, redis.call('HGET', KEYS[1], 'cur:' .. ARGV[1]), redis.call('HGET', KEYS[1], 'done:' .. ARGV[1])}
 """
 
-# KEYS: alert, retry, dead. ARGV: shard, cursor, final (0/1), targeted, sent, gone, failed, now ms,
-#       last error ('' = none), then due/member pairs for the retry set. One batch of a shard, atomically.
-COMMIT_BATCH = _LUA_DONE + """
+# Counters that ride in a commit (one round trip a batch, and counted exactly once with it): from ARGV[i],
+# n, then n field/increment pairs onto the alert (per push service `svc:<host> <word>`, the breaker's
+# `ans:<origin>`), then m, then m name/increment pairs onto the push-service counters (KEYS[4], metrics).
+# Returns the index after them.
+_LUA_COUNTERS = """
+local function add_counters(alert, push, i)
+  local exists = redis.call('EXISTS', alert) == 1
+  local n = tonumber(ARGV[i])
+  for j = i + 1, i + 2 * n, 2 do
+    if exists then redis.call('HINCRBY', alert, ARGV[j], ARGV[j + 1]) end
+  end
+  i = i + 1 + 2 * n
+  local m = tonumber(ARGV[i])
+  for j = i + 1, i + 2 * m, 2 do redis.call('HINCRBY', push, ARGV[j], ARGV[j + 1]) end
+  return i + 1 + 2 * m
+end
+"""
+
+# KEYS: alert, retry, dead, push counters. ARGV: shard, cursor, final (0/1), targeted, sent, gone, failed,
+#       now ms, last error ('' = none), the counters (above), then due/member pairs for the retry set.
+#       One batch of a shard, atomically.
+COMMIT_BATCH = _LUA_DONE + _LUA_COUNTERS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local shard = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], 'done:' .. shard) == 1 then return 0 end
@@ -115,7 +134,7 @@ redis.call('HINCRBY', KEYS[1], 'sent', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'gone', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[7])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[9]) end
-for i = 10, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = add_counters(KEYS[1], KEYS[4], 10), #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'done:' .. shard, 1)
   redis.call('HDEL', KEYS[1], 'cur:' .. shard)
@@ -133,12 +152,13 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], m
 return due
 """
 
-# KEYS: alert, retry, dead. ARGV: now ms, last error ('' = none), then triples (member, outcome, next),
-# outcome one of sent|gone|failed|retry; for retry, next is '<due ms> <next member>'.
-FINISH_RETRIES = _LUA_DONE + """
+# KEYS: alert, retry, dead, push counters. ARGV: now ms, last error ('' = none), the counters (above), then
+# triples (member, outcome, next), outcome one of sent|gone|failed|retry; for retry, next is
+# '<due ms> <next member>'.
+FINISH_RETRIES = _LUA_DONE + _LUA_COUNTERS + """
 local moved = 0
 if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'last_error', ARGV[2]) end
-for i = 3, #ARGV, 3 do
+for i = add_counters(KEYS[1], KEYS[4], 3), #ARGV, 3 do
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     local outcome = ARGV[i + 1]
     if outcome == 'retry' then
@@ -173,6 +193,24 @@ COUNT_EVENT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
+
+
+@dataclass
+class Counters:
+    """Increments committed with a batch or a round of retries: onto the alert's hash, and onto the
+    push-service counters behind /metrics."""
+
+    alert: dict[str, int] = field(default_factory=dict)
+    push: dict[str, int] = field(default_factory=dict)
+
+
+def _counter_args(counters: Counters | None) -> list:
+    flat: list = []
+    for table in (counters.alert, counters.push) if counters else ({}, {}):
+        flat.append(len(table))
+        for name, count in table.items():
+            flat += [name, count]
+    return flat
 
 
 def _text(value) -> str | None:
@@ -338,12 +376,12 @@ class AlertStore:
 
     async def commit_batch(self, alert_id: str, shard: int, cursor: int, final: bool, targeted: int,
                            sent: int, gone: int, failed: int, retries: list[tuple[int, str]], now_ms: int,
-                           reason: str = "") -> int:
-        flat: list = []
+                           reason: str = "", counters: Counters | None = None) -> int:
+        flat: list = _counter_args(counters)
         for due_ms, member in retries:
             flat += [due_ms, member]
         return int(await self.store.script(COMMIT_BATCH)(
-            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead],
+            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead, self.keys.push_counters],
             args=[shard, cursor, 1 if final else 0, targeted, sent, gone, failed, now_ms, reason, *flat],
         ))
 
@@ -360,12 +398,13 @@ class AlertStore:
         return [_text(m) for m in members]
 
     async def finish_retries(self, alert_id: str, outcomes: list[tuple[str, str, str]], now_ms: int,
-                             reason: str = "") -> int:
-        flat: list = []
+                             reason: str = "", counters: Counters | None = None) -> int:
+        flat: list = _counter_args(counters)
         for member, outcome, following in outcomes:
             flat += [member, outcome, following]
         return int(await self.store.script(FINISH_RETRIES)(
-            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead], args=[now_ms, reason, *flat]
+            keys=[self.keys.alert(alert_id), self.keys.retry, self.keys.dead, self.keys.push_counters],
+            args=[now_ms, reason, *flat],
         ))
 
     async def retry_depth(self) -> int:

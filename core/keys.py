@@ -17,7 +17,7 @@ set share another. Shards spread the audience over the cluster's masters.
 | `{P:a}:dead` | list | capped | alerts or tasks given up, with the reason (operators) |
 | `{P:a}:events` | stream | capped | delivered / clicked / dismissed reports from service workers |
 | `{P:h}:pauses` | hash origin → until ms | entries until then | push services that asked us to wait (429) or are stopped (401/403) |
-| `{P:m}:push` | hash `"<host> <outcome>"` → count | forever | per push service: sent, gone, failed, retried, expired, … |
+| `{P:a}:push` | hash `"<host> <outcome>"` → count | forever | per push service: sent, gone, failed, retried, expired, …; beside the alerts, so a batch's commit counts them in the same script |
 | `{P:m}:alarms` | hash kind → count | forever | alarms raised: storm breaker, auth refusals, payload too large, subscription cap |
 | `{P:r}:rate:<bucket>` | string counter | 1 min | subscribe rate limit per hashed client address |
 | `{P:l}:scheduler` | string → owner | lease, 15 s | the one active scheduler |
@@ -77,7 +77,7 @@ class Keys:
 
     @property
     def push_counters(self) -> str:
-        return f"{{{self.prefix}:m}}:push"
+        return f"{{{self.prefix}:a}}:push"
 
     @property
     def alarms(self) -> str:

@@ -16,7 +16,6 @@ import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.errors import InvalidInput
 from core.keys import SHARDS
@@ -100,9 +99,8 @@ class Subscription:
     lang: str = ""
     created_s: int = 0
     last_seen_s: int = 0
-    # Known when read from the store, so the send path need not work them out again per message:
+    # Known when read from the store, so the send path need not work it out again per message:
     stored_origin: str = field(default="", compare=False)
-    public_key: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
 
     @property
     def origin(self) -> str:
@@ -130,15 +128,16 @@ def decode(sub_id: str, raw: bytes) -> Subscription:
         version, topics, lang, origin, created, seen, rest = raw.split(b"|", 6)
         if version != VERSION or len(rest) < KEYS_LEN:
             raise ValueError("unknown version or short record")
-        # On the curve, or encryption would fail at send time; the parsed key is handed to the encryption.
-        public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), rest[:65])
+        # The key was checked on the curve when the reader subscribed; a record damaged since fails at
+        # encryption, where it is refused and counted like any unreadable record.
+        if rest[0] != 4:
+            raise ValueError("the public key is not an uncompressed P-256 point")
         path = unpack_path(rest[KEYS_LEN:])
         origin_text = origin.decode("ascii")
         return Subscription(
             id=sub_id,
             endpoint=origin_url(origin_text) + path,
             stored_origin=origin_text,
-            public_key=public_key,
             p256dh=rest[:65],
             auth=rest[65:KEYS_LEN],
             topics=tuple(topics.decode("ascii").split(",")) if topics else (),

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from core.alerts import RETRY_LEASE_MS, AlertRecord, AlertStore, parse_retry_member, retry_member
+from core.alerts import RETRY_LEASE_MS, AlertRecord, AlertStore, Counters, parse_retry_member, retry_member
 from core.keys import GROUP
 from core.outcomes import DEFAULT_RETRY_AFTER_S, Action, Outcome, backoff_s, transient
 from core.records import CorruptRecord, Subscription, decode, origin_url, service_host
@@ -64,6 +64,7 @@ class BatchResult:
     retries: list[tuple[int, str]] = field(default_factory=list)
     reason: str = ""  # the last reason a send failed, kept on the alert for operators
     detached: list = field(default_factory=list)  # (lease member, subscription, send) still in flight
+    counters: Counters = field(default_factory=Counters)  # committed with the batch (or the retries)
 
 
 # KEYS: pauses. ARGV: origin, until ms. A pause only ever grows (a 1 s 429 never shortens another worker's
@@ -327,7 +328,8 @@ class Worker:
             result = await self.send_batch(alert, items, seen)
             final = next_cursor == 0
             await self.alerts.commit_batch(alert_id, shard, next_cursor, final, result.targeted, result.sent,
-                                           result.gone, result.failed, result.retries, now_ms(), result.reason)
+                                           result.gone, result.failed, result.retries, now_ms(), result.reason,
+                                           result.counters)
             if result.detached:
                 self._spawn(self._finish_detached(alert, result.detached))
             if final:
@@ -420,11 +422,12 @@ class Worker:
         attempts = [(sub, 0, _outcome_of(send)) for _, sub, send in detached]
         words = await self.settle(alert, attempts, result)
         outcomes = _retry_outcomes([member for member, _, _ in detached], words, result)
-        await self.alerts.finish_retries(alert.id, outcomes, now_ms(), result.reason)
+        await self.alerts.finish_retries(alert.id, outcomes, now_ms(), result.reason, result.counters)
 
     async def settle(self, alert: AlertRecord, attempts: list[tuple[Subscription, int, Outcome]],
                      result: BatchResult) -> list[str]:
-        """Turn outcomes into counts, deletions, pauses and retries; one word per attempt, in order."""
+        """Turn outcomes into counts, deletions, pauses and retries; one word per attempt, in order. The
+        counters go into `result.counters`, for the caller's commit to write."""
         words: list[str] = []
         gone_by_origin: dict[str, list[Subscription]] = {}
         answers_by_origin: dict[str, int] = {}
@@ -435,8 +438,13 @@ class Worker:
                 gone_by_origin.setdefault(sub.origin, []).append(sub)
         tripped: set[str] = set()
         # Every origin that answered is counted, with or without gone answers in this batch: the breaker
-        # compares gone answers with all of that origin's answers in the broadcast.
+        # compares gone answers with all of that origin's answers in the broadcast. Answers without a gone
+        # one among them cannot trip it: their count rides in the commit instead of a round trip of its own.
         for origin in answers_by_origin.keys() | gone_by_origin.keys():
+            if origin not in gone_by_origin:
+                name = f"ans:{origin}"
+                result.counters.alert[name] = result.counters.alert.get(name, 0) + answers_by_origin[origin]
+                continue
             breaker = await self.alerts.tally_gone(alert.id, origin, answers_by_origin.get(origin, 0),
                                                    len(gone_by_origin.get(origin, ())), STORM_THRESHOLD)
             if breaker:
@@ -449,7 +457,7 @@ class Worker:
             await self.subs.delete_many(deletions)
         for sub, attempt, outcome in attempts:
             words.append(await self._tally(alert, sub, attempt, outcome, result, sub.origin in tripped))
-        await self._count_metrics(alert, attempts, words)
+        self._count_metrics(attempts, words, result.counters)
         return words
 
     async def _tally(self, alert: AlertRecord, sub: Subscription, attempt: int, outcome: Outcome,
@@ -504,21 +512,13 @@ class Worker:
         except (RedisError, OSError):
             pass
 
-    async def _count_metrics(self, alert: AlertRecord, attempts, words) -> None:
-        """Per push service: into the global counters (metrics) and onto the alert (its results page)."""
-        counts: dict[str, int] = {}
+    @staticmethod
+    def _count_metrics(attempts, words, counters: Counters) -> None:
+        """Per push service: for the global counters (metrics) and the alert's own (its results page)."""
         for (sub, _attempt, _outcome), word in zip(attempts, words):
             name = f"{service_host(sub.origin)} {'retried' if word == 'retry' else word}"
-            counts[name] = counts.get(name, 0) + 1
-        if counts:
-            pipe = self.store.redis.pipeline(transaction=False)
-            for name, count in counts.items():
-                pipe.hincrby(self.store.keys.push_counters, name, count)
-            await pipe.execute()
-            pipe = self.store.redis.pipeline(transaction=False)
-            for name, count in counts.items():
-                pipe.hincrby(self.store.keys.alert(alert.id), f"svc:{name}", count)
-            await pipe.execute()
+            counters.push[name] = counters.push.get(name, 0) + 1
+            counters.alert[f"svc:{name}"] = counters.alert.get(f"svc:{name}", 0) + 1
 
     def _allowed_origin(self, origin: str) -> bool:
         allowed = self._origins.get(origin)
@@ -550,7 +550,7 @@ class Worker:
         async with slots, self.in_flight:
             try:
                 request = build_request(
-                    sub.endpoint, sub.public_key or sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
+                    sub.endpoint, sub.p256dh, sub.auth, alert.payload, ttl_s=ttl_ms // 1000,
                     urgency=alert.raw.get("urgency", "high"),
                     topic=alert.raw.get("topic_header") or topic_for(alert.id),
                     authorization=self.vapid.header(sub.audience),
@@ -603,4 +603,4 @@ class Worker:
             attempts = [(sub, attempt, outcome) for (_, sub, attempt), outcome in zip(live, answers)]
             words = await self.settle(record, attempts, result)
             outcomes += _retry_outcomes([member for member, _, _ in live], words, result)
-        await self.alerts.finish_retries(alert_id, outcomes, now_ms(), result.reason)
+        await self.alerts.finish_retries(alert_id, outcomes, now_ms(), result.reason, result.counters)

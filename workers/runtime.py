@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -52,6 +53,9 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> None:
     transport = transport_from(settings)
     worker = Worker(settings, store, transport, vapid_from(settings), burst=burst)
     on_stop_signals(worker.stop)
+    # Everything loaded so far lives as long as the process: out of the collector's sight, so that its full
+    # collections during a broadcast walk only what the broadcast made.
+    gc.freeze()
     try:
         await worker.run()
     finally:
