@@ -1,7 +1,9 @@
 """Building a Web Push request: pure, no I/O, testable against the RFC 8291 vector.
 
 `build_request()` turns (subscription, plaintext, TTL, urgency, topic, VAPID header) into the method-less
-triple the transport POSTs: the endpoint, the headers and the encrypted body. Encryption is aes128gcm
+triple the transport POSTs: the endpoint, the headers and the encrypted body. Its two halves, `encrypt()`
+and `push_headers()`, are apart for the worker, which encrypts a batch ahead and adds the headers (with the
+TTL then left) when each request goes out. Encryption is aes128gcm
 (RFC 8291 + RFC 8188) through `http_ece`, the library pywebpush itself uses: a fresh ECDH key pair and a
 random salt for every message, exactly one record.
 """
@@ -60,15 +62,13 @@ def topic_for(alert_id: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(alert_id.encode()).digest()[:24]).decode("ascii")
 
 
-def build_request(endpoint: str, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, plaintext: bytes, *,
-                  ttl_s: int, urgency: str,
-                  topic: str, authorization: str) -> PushRequest:
+def push_headers(*, ttl_s: int, urgency: str, topic: str, authorization: str) -> dict[str, str]:
+    """The RFC 8030 / RFC 8292 headers of one push (everything but the body and its length)."""
     if ttl_s <= 0:
         raise ValueError("TTL must be positive: TTL 0 drops the message for an offline browser")
     if urgency not in URGENCIES:
         raise ValueError(f"urgency must be one of {', '.join(URGENCIES)}")
-    body = encrypt(plaintext, p256dh, auth)
-    headers = {
+    return {
         "TTL": str(int(ttl_s)),
         "Urgency": urgency,
         "Topic": topic,
@@ -76,4 +76,9 @@ def build_request(endpoint: str, p256dh: bytes | ec.EllipticCurvePublicKey, auth
         "Content-Type": "application/octet-stream",
         "Authorization": authorization,
     }
-    return PushRequest(endpoint, headers, body)
+
+
+def build_request(endpoint: str, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, plaintext: bytes, *,
+                  ttl_s: int, urgency: str, topic: str, authorization: str) -> PushRequest:
+    headers = push_headers(ttl_s=ttl_s, urgency=urgency, topic=topic, authorization=authorization)
+    return PushRequest(endpoint, headers, encrypt(plaintext, p256dh, auth))
