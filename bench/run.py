@@ -130,7 +130,9 @@ def read_stats(path: Path) -> dict:
 
 
 def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: str, key_file: str,
-              stats_path: Path) -> dict:
+              stats_path: Path, others: dict[str, int]) -> dict:
+    """`others`: the pids of the processes that share the machine with the workers (push service, Redis),
+    whose CPU during the broadcast is reported beside theirs."""
     env = {**os.environ, "NABAA_ENV": "production", "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
            "EDITOR_TOKEN": TOKEN, "VAPID_PRIVATE_KEY_FILE": key_file, "VAPID_SUBJECT": "mailto:bench@nabaa.example",
            "SITE_ORIGIN": "https://news.example", "PUSH_ALLOWED_HOSTS": origin.split("://")[1],
@@ -142,13 +144,15 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
     spies = []
     if args.profile:  # py-spy samples each worker; its own CPU is not counted as the workers'
         spy = str(Path(sys.executable).parent / "py-spy")
-        spies = [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", *(["--native"] if os.environ.get("SPY_NATIVE") else []), "--pid", str(w.pid), "-o",
+        spies = [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", *(["--native"] if args.profile_native else []), "--pid", str(w.pid), "-o",
                                    str(Path(args.out) / f"profile-worker{i}.txt")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for i, w in enumerate(workers)]
     try:
         wait_http(f"http://127.0.0.1:{api_port}/readyz")
         time.sleep(1.0)  # the workers are blocked on the stream, ready
+        others = {**others, "api": api.pid}
         cpu_before = {w.pid: proc_cpu_s(w.pid) for w in workers}
+        others_before = {name: proc_cpu_s(pid) for name, pid in others.items()}
         before = read_stats(stats_path)["accepted"]
         t0 = time.time()
         status, answer = http_json("POST", f"http://127.0.0.1:{api_port}/api/v1/alerts",
@@ -165,6 +169,7 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
             time.sleep(0.05)
         t_done = time.time()
         cpu = sum(proc_cpu_s(w.pid) - cpu_before[w.pid] for w in workers)
+        others_cpu = {name: proc_cpu_s(pid) - others_before[name] for name, pid in others.items()}
         peak = max(proc_peak_rss_mb(w.pid) for w in workers)
         time.sleep(0.6)
         stats = read_stats(stats_path)
@@ -185,8 +190,9 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
         "sink_rejected": stats.get("rejected", 0), "sink_reasons": stats.get("reasons", {}),
         "wall_s": wall, "rate": sent / wall if wall else 0, "cpu_s": cpu, "per_cpu_s": sent / cpu if cpu else 0,
         "first_push_ms": ((stats.get("first_at") or t_202) - t_202) * 1000 if stats.get("first_at") else None,
+        "last_push_s": (stats["last_at"] - t_202) if stats.get("last_at") else None,
         "api_202_ms": (t_202 - t0) * 1000, "peak_rss_mb": peak, "per_second": stats.get("per_second", []),
-        "broadcast_start": t_202,
+        "broadcast_start": t_202, "others_cpu_s": others_cpu,
     }
 
 
@@ -211,6 +217,8 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=20)
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--profile", action="store_true", help="record the workers with py-spy (collapsed stacks)")
+    parser.add_argument("--profile-native", action="store_true",
+                        help="with --profile: C frames too (OpenSSL, uvloop, the kernel's share shows as syscalls)")
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     args = parser.parse_args()
     out_dir = Path(args.out)
@@ -235,7 +243,8 @@ def main() -> None:
             memory_after = client.info("memory")["used_memory"]
             print(f"populated {args.subscribers} subscribers in {time.monotonic() - started:.1f} s; "
                   f"{(memory_after - memory_before) / args.subscribers:.0f} bytes of Redis memory each", flush=True)
-            results = [run_nabaa(args, work, server.url, prefix, origin, cert, str(vapid_key), stats_path)]
+            results = [run_nabaa(args, work, server.url, prefix, origin, cert, str(vapid_key), stats_path,
+                                 {"push service": sink.pid, "redis": server.process.pid})]
             if not args.skip_baselines:
                 for mode in ("tuned", "documented"):
                     results.append(run_baseline(mode, args, server.url, prefix, cert, str(vapid_key), work,
@@ -270,7 +279,10 @@ def print_table(report: dict) -> None:
     for r in results:
         print(f"{r['name']:32} {r['sent']:>8} {r['wall_s']:>8.2f} {r['rate']:>9.0f} {r['per_cpu_s']:>10.0f} "
               f"{r['peak_rss_mb']:>8.1f}")
-    print(f"\nfirst push after the 202: {nabaa['first_push_ms']:.0f} ms; API answered in {nabaa['api_202_ms']:.0f} ms")
+    others = ", ".join(f"{name} {cpu:.2f} s" for name, cpu in nabaa.get("others_cpu_s", {}).items())
+    print(f"\nCPU during the broadcast ({report['machine']['cpus']} × {nabaa['wall_s']:.2f} s on hand): workers "
+          f"{nabaa['cpu_s']:.2f} s, {others}")
+    print(f"first push after the 202: {nabaa['first_push_ms']:.0f} ms; API answered in {nabaa['api_202_ms']:.0f} ms")
     print(f"Redis memory per subscriber: {report['redis_bytes_per_subscriber']:.0f} bytes")
     print(f"push service rejected: {report['sink_rejected_total']} {report['sink_reasons'] or ''}")
     for r in results[1:]:
