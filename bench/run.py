@@ -144,8 +144,9 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
     spies = []
     if args.profile:  # py-spy samples each worker; its own CPU is not counted as the workers'
         spy = str(Path(sys.executable).parent / "py-spy")
-        spies = [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", *(["--native"] if args.profile_native else []), "--pid", str(w.pid), "-o",
-                                   str(Path(args.out) / f"profile-worker{i}.txt")], stdout=subprocess.DEVNULL,
+        native = ["--native"] if args.profile_native else []
+        spies = [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", *native, "--pid", str(w.pid),
+                                   "-o", str(Path(args.out) / f"profile-worker{i}.txt")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for i, w in enumerate(workers)]
     try:
         wait_http(f"http://127.0.0.1:{api_port}/readyz")
