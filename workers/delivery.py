@@ -37,6 +37,7 @@ from workers.transport import Transport
 log = logging.getLogger("nabaa.worker")
 
 BATCH = 64  # subscriptions per committed batch
+FIRST_BATCH = 16  # the first batch of a shard
 PARALLEL_TASKS = 4  # shard tasks a worker works on at once: BATCH × PARALLEL_TASKS ≤ the in-flight window
 CLAIM_IDLE_MS = 15_000  # a task untouched this long belongs to a dead worker
 HEARTBEAT_S = 5.0
@@ -323,8 +324,12 @@ class Worker:
         alert = await self._alert(alert_id)
         cursor = cursor or 0
         seen: set[str] = set()
+        # A shard's first batch is small: a batch goes out only once all of it is encrypted, and the first
+        # pushes of a broadcast should not wait for four whole batches per worker.
+        size = FIRST_BATCH if cursor == 0 else BATCH
         while True:
-            next_cursor, items = await self.subs.scan_shard(shard, cursor, BATCH)
+            next_cursor, items = await self.subs.scan_shard(shard, cursor, size)
+            size = BATCH
             result = await self.send_batch(alert, items, seen)
             final = next_cursor == 0
             await self.alerts.commit_batch(alert_id, shard, next_cursor, final, result.targeted, result.sent,
