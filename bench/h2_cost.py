@@ -1,8 +1,10 @@
 """Is HTTP/2 worth it for pushes? The CPU each protocol costs a request, framing and parsing only.
 
-HTTP/2 saves connections, not CPU: on a kept-alive HTTP/1.1 connection a push is one write and one small
-answer. What decides the rate on a small server is the CPU per request, so this measures both protocols'
-client-side work for one push, end to end in memory (no sockets, no TLS — those cost the same either way):
+What decides the rate on a small server is the CPU per push. On a kept-alive HTTP/1.1 connection a push
+is one write and one small answer; HTTP/2 could carry many pushes in one TLS write, which would save part
+of the system-call cost of a write (some 20 µs a push in `make bench --profile-native` once a batch's
+writes leave together), but only if its framing costs less than that. This measures both protocols'
+client-side framing and parsing for one push, in memory (no sockets, no TLS):
 
 - HTTP/1.1 as `workers/http1.py` does it: one buffer out, the answer parsed with httptools;
 - HTTP/2 with `h2` (the library every Python HTTP/2 client builds on): HEADERS + DATA out with HPACK,

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from core.keys import GROUP, SHARDS
 from core.store import Store
@@ -236,8 +237,9 @@ class AlertRecord:
     def int(self, name: str) -> int:
         return int(self.raw.get(name) or 0)
 
-    @property
+    @cached_property
     def payload(self) -> bytes:
+        """What each subscriber's message encrypts (read once per record, for every message of a batch)."""
         return self.raw["payload"].encode("utf-8")
 
     @property
