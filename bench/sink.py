@@ -6,7 +6,7 @@ most 32 base64url characters, a `Content-Type`, and `Authorization: vapid t=…,
 a 65-byte key id that is not the VAPID key. Each distinct token is verified once and remembered, as a
 real push service would. It answers 201, and counts per second, so a run can plot throughput.
 
-    python -m bench.sink --port 0 --stats-file FILE   # prints "PORT <n>" once listening
+    python -m bench.sink --port 0 --stats-file FILE   # prints "PORT <n>" once listening; SIGUSR1: new round
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class Checker:
         self.per_second: dict[int, int] = {}
         self.first_at: float | None = None
         self.last_at: float | None = None
+
+    def new_round(self) -> None:
+        """SIGUSR1: the next request accepted is a new broadcast's first (the totals go on)."""
+        self.first_at = self.last_at = None
 
     def vapid_key(self, header: bytes) -> bytes:
         known = self.tokens.get(header)
@@ -163,6 +167,7 @@ async def serve(port: int, cert: str, key: str, stats_file: str) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, checker.new_round)
 
     async def dump():
         while True:
