@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from workers.runtime import steady_malloc
+
 URGENCIES = {b"very-low", b"low", b"normal", b"high"}
 B64URL = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nLocation: /m\r\n\r\n"
@@ -198,6 +200,7 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--stats-file", required=True)
     args = parser.parse_args()
+    steady_malloc()
     try:
         import uvloop
 
