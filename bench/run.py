@@ -157,7 +157,8 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
         others = {**others, "api": api.pid}
         cpu_before = {w.pid: proc_cpu_s(w.pid) for w in workers}
         others_before = {name: proc_cpu_s(pid) for name, pid in others.items()}
-        before = read_stats(stats_path)["accepted"]
+        stats_before = read_stats(stats_path)
+        before = stats_before["accepted"]
         t0 = time.time()
         status, answer = http_json("POST", f"http://127.0.0.1:{api_port}/api/v1/alerts",
                                    {"title": "عاجل: اختبار السرعة", "body": "نص الخبر " * 8, "url": "/"})
@@ -191,11 +192,12 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
     return {
         "name": f"nabaa ({args.workers} workers)", "status": alert.get("status"), "targeted": counts.get("targeted"),
         "sent": sent, "failed": counts.get("failed"), "sink_accepted": stats["accepted"] - before,
+        "connections": stats.get("connections", 0) - stats_before.get("connections", 0),
         "sink_rejected": stats.get("rejected", 0), "sink_reasons": stats.get("reasons", {}),
         "wall_s": wall, "rate": sent / wall if wall else 0, "cpu_s": cpu, "per_cpu_s": sent / cpu if cpu else 0,
         "first_push_ms": ((stats.get("first_at") or t_202) - t_202) * 1000 if stats.get("first_at") else None,
         "last_push_s": (stats["last_at"] - t_202) if stats.get("last_at") else None,
-        "api_202_ms": (t_202 - t0) * 1000, "peak_rss_mb": peak, "per_second": stats.get("per_second", []),
+        "api_202_ms": (t_202 - t0) * 1000, "peak_rss_mb": peak, "per_tenth": stats.get("per_tenth", []),
         "broadcast_start": t_202, "others_cpu_s": others_cpu,
     }
 
@@ -305,7 +307,8 @@ def print_table(report: dict) -> None:
     others = ", ".join(f"{name} {cpu:.2f} s" for name, cpu in nabaa.get("others_cpu_s", {}).items())
     print(f"\nCPU during the broadcast ({report['machine']['cpus']} × {nabaa['wall_s']:.2f} s on hand): workers "
           f"{nabaa['cpu_s']:.2f} s, {others}")
-    print(f"first push after the 202: {nabaa['first_push_ms']:.0f} ms; API answered in {nabaa['api_202_ms']:.0f} ms")
+    print(f"first push after the 202: {nabaa['first_push_ms']:.0f} ms; API answered in {nabaa['api_202_ms']:.0f} ms; "
+          f"{nabaa['connections']} TLS connections opened")
     print(f"Redis memory per subscriber: {report['redis_bytes_per_subscriber']:.0f} bytes")
     print(f"push service rejected: {report['sink_rejected_total']} {report['sink_reasons'] or ''}")
     for r in results[1:]:
@@ -323,13 +326,14 @@ def plot(report: dict, path: Path) -> None:
         print("(matplotlib not installed: no plot)")
         return
     nabaa = report["results"][0]
-    series = nabaa.get("per_second") or []
+    series = nabaa.get("per_tenth") or []
     start = nabaa["broadcast_start"]
-    points = [(second - int(start), count) for second, count in series if second >= int(start) - 1]
-    points = [(x, y) for x, y in points if x <= nabaa["wall_s"] + 2]
+    # Per tenth of a second, as a rate per second; the tenth the 202 fell in counts from the 202.
+    points = [(tenth / 10 - start, count * 10) for tenth, count in series if (tenth + 1) / 10 > start]
+    points = [(max(x, 0.0), y) for x, y in points if x <= nabaa["wall_s"] + 1]
     fig, ax = plt.subplots(figsize=(8, 4))
     if points:
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=nabaa["name"])
+        ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=nabaa["name"])
     for r in report["results"][1:]:
         ax.axhline(r["rate"], linestyle="--", label=f"{r['name']} (mean)")
     ax.set_xlabel("seconds after the 202")
