@@ -334,8 +334,8 @@ def plot(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     if points:
         ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=nabaa["name"])
-    for r in report["results"][1:]:
-        ax.axhline(r["rate"], linestyle="--", label=f"{r['name']} (mean)")
+    for r, color in zip(report["results"][1:], ("tab:orange", "tab:red")):
+        ax.axhline(r["rate"], linestyle="--", color=color, label=f"{r['name']} (its rate)")
     ax.set_xlabel("seconds after the 202")
     ax.set_ylabel("notifications accepted per second")
     ax.set_title(f"Broadcast to {report['subscribers']} subscribers over TLS")
