@@ -2,7 +2,7 @@
 
 What decides the rate on a small server is the CPU per push. On a kept-alive HTTP/1.1 connection a push
 is one write and one small answer; HTTP/2 could carry many pushes in one TLS write, which would save part
-of the system-call cost of a write (some 20 µs a push in `make bench --profile-native` once a batch's
+of the system-call cost of a write (some 20 µs a push, py-spy in `make bench`, once a batch's
 writes leave together), but only if its framing costs less than that. This measures both protocols'
 client-side framing and parsing for one push, in memory (no sockets, no TLS):
 

@@ -298,8 +298,8 @@ def print_table(report: dict) -> None:
     nabaa = results[0]
     print(f"\n{report['subscribers']} subscribers, {report['workers']} workers, {report['machine']['cpus']} CPUs, "
           f"TLS to a local push service that verifies every request")
-    print(f"each sender's median round of {report['rounds']} (pywebpush as documented: one round, its first "
-          f"5,000 at most)")
+    documented = " (pywebpush as documented: one round, its first 5,000 at most)" if len(results) > 1 else ""
+    print(f"each sender's median round of {report['rounds']}{documented}")
     print(f"{'sender':32} {'sent':>8} {'wall s':>8} {'msg/s':>9} {'msg/CPU-s':>10} {'peak MB':>8}  rounds: msg/s")
     for r in results:
         print(f"{r['name']:32} {r['sent']:>8} {r['wall_s']:>8.2f} {r['rate']:>9.0f} {r['per_cpu_s']:>10.0f} "

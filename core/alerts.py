@@ -18,6 +18,7 @@ from functools import cached_property
 
 from core.keys import GROUP, SHARDS
 from core.store import Store
+from core.webpush import topic_for
 
 STATUSES = ("scheduled", "queued", "sending", "done", "cancelled", "failed")
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -237,12 +238,20 @@ class AlertRecord:
     def int(self, name: str) -> int:
         return int(self.raw.get(name) or 0)
 
+    # A record is read once and then serves every message of its batches: what each message needs of it is
+    # worked out on first use only.
+
     @cached_property
     def payload(self) -> bytes:
-        """What each subscriber's message encrypts (read once per record, for every message of a batch)."""
+        """What each subscriber's message encrypts."""
         return self.raw["payload"].encode("utf-8")
 
-    @property
+    @cached_property
+    def topic_header(self) -> str:
+        """The `Topic` its pushes carry: its own, or (for an update) the one of the alert it replaces."""
+        return self.raw.get("topic_header") or topic_for(self.id)
+
+    @cached_property
     def expires_ms(self) -> int:
         """When the alert's TTL runs out: counted from its send time (or its creation)."""
         base = int(self.raw.get("send_at_ms") or 0) or self.int("created_at")

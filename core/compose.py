@@ -79,7 +79,7 @@ async def accept_alert(store: Store, settings: Settings, data: AlertIn, *, sourc
             raise InvalidInput("unknown_alert", f"replaces: there is no alert {replaces!r} to update", "replaces")
         # Same tag (replaces the notification on screen) and same Topic (replaces one still queued).
         tag = original.raw.get("tag") or original.id
-        topic_header = original.raw.get("topic_header") or topic_for(original.id)
+        topic_header = original.topic_header
         fields["tag"], fields["renotify"] = tag, True
     payload = build_payload(alert_id, fields, settings.site_origin, created_ms)
 

@@ -40,10 +40,10 @@ class PushRequest:
     body: bytes
 
 
-def encrypt(plaintext: bytes, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, *, salt: bytes | None = None,
+def encrypt(plaintext: bytes, p256dh: bytes, auth: bytes, *, salt: bytes | None = None,
             sender_key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-    """aes128gcm body for one subscriber (`p256dh` raw, or already parsed); `salt` and `sender_key` are
-    for the RFC test vector only."""
+    """aes128gcm body for one subscriber (`p256dh`: the 65-byte point the browser gave); `salt` and
+    `sender_key` are for the RFC test vector only. Raises ValueError for a key that is not on the curve."""
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         raise ValueError(f"plaintext is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} fit one record")
     return http_ece.encrypt(
@@ -78,7 +78,7 @@ def push_headers(*, ttl_s: int, urgency: str, topic: str, authorization: str) ->
     }
 
 
-def build_request(endpoint: str, p256dh: bytes | ec.EllipticCurvePublicKey, auth: bytes, plaintext: bytes, *,
+def build_request(endpoint: str, p256dh: bytes, auth: bytes, plaintext: bytes, *,
                   ttl_s: int, urgency: str, topic: str, authorization: str) -> PushRequest:
     headers = push_headers(ttl_s=ttl_s, urgency=urgency, topic=topic, authorization=authorization)
     return PushRequest(endpoint, headers, encrypt(plaintext, p256dh, auth))

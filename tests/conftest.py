@@ -97,13 +97,14 @@ def auth(token: str = EDITOR_TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def drain(settings, timeout_s: float = 30.0, **worker_kwargs):
-    """Run one worker in burst mode until nothing is left to send."""
+async def drain(settings, timeout_s: float = 30.0, transport=None, **worker_kwargs):
+    """Run one worker in burst mode until nothing is left to send, through `transport` (by default the one
+    the settings make); the transport is closed after."""
     from workers.delivery import Worker
     from workers.runtime import transport_from, vapid_from
 
     store = await Store.open(settings.redis_url, settings.redis_prefix)
-    transport = transport_from(settings)
+    transport = transport or transport_from(settings)
     worker = Worker(settings, store, transport, vapid_from(settings), burst=True, **worker_kwargs)
     try:
         await asyncio.wait_for(worker.run(), timeout_s)

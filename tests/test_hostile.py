@@ -40,7 +40,7 @@ from core.store import Store
 from core.validation import HostPolicy, is_public_address
 from core.webpush import PushRequest
 from service.auth import token_id
-from tests.conftest import EDITOR_TOKEN, api_client
+from tests.conftest import EDITOR_TOKEN, api_client, drain
 from tests.fakepush import FakePushService, Subscriber, b64url_encode
 from workers.transport import BlockedAddress, GuardedResolver, Transport
 
@@ -967,22 +967,12 @@ class LocalResolver(AbstractResolver):
 
 async def drain_local(settings, resolver: AbstractResolver | None = None, timeout_s: float = 30.0):
     """A worker in burst mode whose every name look-up goes through `resolver` (by default: none answers)."""
-    from workers.delivery import Worker
-    from workers.runtime import vapid_from
-
-    store = await Store.open(settings.redis_url, settings.redis_prefix)
     transport = Transport(
         HostPolicy(tuple(settings.push_allowed_hosts), settings.push_allow_insecure),
         connect_timeout_s=2, read_timeout_s=5, max_connections=32, per_host_connections=8,
         ca_file=settings.push_ca_file, resolver=resolver or LocalResolver(),
     )
-    worker = Worker(settings, store, transport, vapid_from(settings), burst=True)
-    try:
-        await asyncio.wait_for(worker.run(), timeout_s)
-    finally:
-        await transport.close()
-        await store.close()
-    return worker
+    return await drain(settings, timeout_s, transport=transport)
 
 
 async def alert_status(client, alert_id):

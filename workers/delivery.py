@@ -31,7 +31,7 @@ from core.subscriptions import SubscriptionStore
 from core.validation import HostPolicy, check_endpoint
 from core.errors import InvalidInput
 from core.vapid import Vapid
-from core.webpush import PushRequest, encrypt, push_headers, topic_for
+from core.webpush import PushRequest, encrypt, push_headers
 from workers.transport import Transport
 
 log = logging.getLogger("nabaa.worker")
@@ -523,7 +523,8 @@ class Worker:
         for (sub, _attempt, _outcome), word in zip(attempts, words):
             name = f"{service_host(sub.origin)} {'retried' if word == 'retry' else word}"
             counters.push[name] = counters.push.get(name, 0) + 1
-            counters.alert[f"svc:{name}"] = counters.alert.get(f"svc:{name}", 0) + 1
+            field_name = f"svc:{name}"
+            counters.alert[field_name] = counters.alert.get(field_name, 0) + 1
 
     def _allowed_origin(self, origin: str) -> bool:
         allowed = self._origins.get(origin)
@@ -580,7 +581,7 @@ class Worker:
                 return Outcome(Action.REJECTED, None, "expired")
             try:
                 headers = push_headers(ttl_s=ttl_ms // 1000, urgency=alert.raw.get("urgency", "high"),
-                                       topic=alert.raw.get("topic_header") or topic_for(alert.id),
+                                       topic=alert.topic_header,
                                        authorization=self.vapid.header(sub.audience))
             except (ValueError, KeyError, TypeError) as exc:  # a damaged alert record
                 return Outcome(Action.REJECTED, None, f"cannot build the push: {exc}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
 import logging
 import signal
 
@@ -20,8 +19,9 @@ log = logging.getLogger("nabaa.worker")
 def steady_malloc() -> None:
     """Keep TLS read buffers on the heap. uvloop (like asyncio) reads TLS data into a fresh 256 KiB buffer
     per read; glibc serves that size with mmap unless its adaptive threshold happens to have grown past it,
-    and then every read costs an mmap, an mremap and a munmap (strace on the benchmark's push service: 15 %
-    of its CPU). A fixed threshold of 1 MiB, and room to keep 8 MiB before trimming, make that never happen."""
+    and then every read costs an mmap, an mremap and a munmap (seen with strace on the benchmark's push
+    service, where py-spy put 15 % of its CPU in those three calls). A fixed threshold of 1 MiB, and room
+    to keep 8 MiB before trimming, make that never happen."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
@@ -70,9 +70,6 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> None:
     transport = transport_from(settings)
     worker = Worker(settings, store, transport, vapid_from(settings), burst=burst)
     on_stop_signals(worker.stop)
-    # Everything loaded so far lives as long as the process: out of the collector's sight, so that its full
-    # collections during a broadcast walk only what the broadcast made.
-    gc.freeze()
     try:
         await worker.run()
     finally:
