@@ -1296,6 +1296,44 @@ async def add_filler(settings, fake: FakePushService, n: int, topic: str) -> Non
         await store.close()
 
 
+async def test_a_worker_stops_even_where_a_cancellation_is_swallowed_below_it(make_settings, monkeypatch):
+    """On Python 3.11 redis-py writes every command through `asyncio.wait_for`, which drops a cancellation that
+    arrives as the write completes. A background loop cancelled at that instant went on for ever, and a burst
+    worker with nothing left to do never returned (seen once in CI as a 30 s drain timeout). Here the host
+    refresh swallows every cancellation it gets: the worker must still stop, and promptly."""
+    swallowed = []
+    honest = asyncio.Event()  # set at the end, so that a worker left running (the bug) can be cleaned up
+
+    async def refresh_that_swallows(self):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if honest.is_set():
+                raise
+            swallowed.append(time.monotonic())
+
+    monkeypatch.setattr(delivery.HostStates, "refresh", refresh_that_swallows)
+    settings = make_settings()
+    from workers.runtime import transport_from, vapid_from
+
+    store = await open_store(settings)
+    transport = transport_from(settings)
+    worker = delivery.Worker(settings, store, transport, vapid_from(settings), burst=True)
+    run = asyncio.create_task(worker.run())
+    try:
+        done, _ = await asyncio.wait([run], timeout=10)
+        assert swallowed, "the worker never cancelled its background steps"
+        assert run in done, "a swallowed cancellation kept the worker running"
+        run.result()  # it ended cleanly, not with an error
+        assert time.monotonic() - swallowed[0] < 2.0
+    finally:
+        honest.set()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await transport.close()
+        await store.close()
+
+
 async def test_graceful_shutdown_mid_broadcast_exits_soon_and_the_rest_is_finished(make_settings, embedded,
                                                                                    tmp_path):
     """Two `nabaa worker` processes; one gets SIGTERM mid-broadcast, while its shards are half sent. It

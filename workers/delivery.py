@@ -56,6 +56,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def raise_if_cancelled() -> None:
+    """Raise the cancellation the current task was sent if something below swallowed it.
+
+    On Python 3.11, `asyncio.wait_for` returns the awaited result instead of raising when a cancellation
+    arrives just as that result does (fixed in 3.12), and redis-py wraps every command's write in it: a loop
+    that makes Redis calls can be cancelled and go on running. `Task.cancelling()` still counts the request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class BatchResult:
     targeted: int = 0
@@ -190,6 +202,7 @@ class Worker:
         try:
             await self._read_tasks()
         finally:
+            self._stopping.set()  # the loops end by themselves even where a cancellation goes missing
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -204,6 +217,7 @@ class Worker:
         delay = 0.1
         idle_rounds = 0
         while not self._stopping.is_set():
+            raise_if_cancelled()
             await self.task_slots.acquire()
             try:
                 entries = await self.store.redis.xreadgroup(
@@ -248,6 +262,7 @@ class Worker:
                 log.warning("%s: %s", step.__name__, exc)
             except Exception:
                 log.exception("%s failed", step.__name__)
+            raise_if_cancelled()
             await asyncio.sleep(seconds)
 
     async def _until_redis(self, step) -> None:
