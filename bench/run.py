@@ -193,7 +193,8 @@ def run_nabaa(args, work: Path, redis_url: str, prefix: str, origin: str, cert: 
         "name": f"nabaa ({args.workers} workers)", "status": alert.get("status"), "targeted": counts.get("targeted"),
         "sent": sent, "failed": counts.get("failed"), "sink_accepted": stats["accepted"] - before,
         "connections": stats.get("connections", 0) - stats_before.get("connections", 0),
-        "sink_rejected": stats.get("rejected", 0), "sink_reasons": stats.get("reasons", {}),
+        "sink_rejected": stats.get("rejected", 0) - stats_before.get("rejected", 0),
+        "sink_reasons": stats.get("reasons", {}),  # since the push service started (all rounds so far)
         "wall_s": wall, "rate": sent / wall if wall else 0, "cpu_s": cpu, "per_cpu_s": sent / cpu if cpu else 0,
         "first_push_ms": ((stats.get("first_at") or t_202) - t_202) * 1000 if stats.get("first_at") else None,
         "last_push_s": (stats["last_at"] - t_202) if stats.get("last_at") else None,

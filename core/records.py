@@ -16,7 +16,6 @@ import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-
 from core.errors import InvalidInput
 from core.keys import SHARDS
 

@@ -104,7 +104,7 @@ async def world(make_settings, profile: str = "strict", **overrides):
 
 async def snapshot(w: World) -> dict:
     """Everything stored under the test's prefix, except the counters that requests move without storing
-    anything: rate limits, and the alarm and push counters of /metrics."""
+    anything: rate limits, and the alarm counters of /metrics (`{P:m}`)."""
     redis, keys = w.state.store.redis, w.state.store.keys
     counters = await w.state.subs.counters()
     pipe = redis.pipeline(transaction=False)

@@ -99,7 +99,7 @@ return 0
 """
 
 
-def _retry_outcomes(members: list[str], words: list[str], result: "BatchResult") -> list[tuple[str, str, str]]:
+def _retry_outcomes(members: list[str], words: list[str], result: BatchResult) -> list[tuple[str, str, str]]:
     """What `finish_retries` records for leased members, from `settle`'s words: retries carry their next
     (due, member), which `settle` appended to `result.retries` in the same order."""
     following = iter(result.retries)
@@ -316,7 +316,7 @@ class Worker:
             elif self._stopping.is_set():
                 # Stopping with the shard half done (its batches so far committed, the cursor saved): hand
                 # the rest back as a new task that any worker reads at once, instead of leaving it pending
-                # for CLAIM_IDLE_MS. One transaction, so the task is never both lost and never twice.
+                # for CLAIM_IDLE_MS. One transaction, so the task is neither lost nor held twice.
                 pipe = self.store.redis.pipeline(transaction=True)
                 pipe.xadd(self.store.keys.tasks, {"a": alert_id, "s": shard})
                 pipe.xack(self.store.keys.tasks, GROUP, entry_id)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import httptools
 
-IDLE_KEEP_S = 30.0
-CONNECTING_AT_ONCE = 4  # TLS handshakes one pool makes at the same time  # drop an idle connection sooner than servers usually do (60 s and more)
+IDLE_KEEP_S = 30.0  # drop an idle connection sooner than servers usually do (60 s and more)
+CONNECTING_AT_ONCE = 4  # TLS handshakes one pool makes at the same time
 
 
 class RequestFailed(Exception):
@@ -135,6 +135,15 @@ class _OriginPool:
         self.addresses: list[tuple[str, int]] = []
         self.resolved_at = 0.0
 
+    def take_idle(self) -> _Connection | None:
+        """The most recently used idle connection that is still usable; the stale ones met are closed."""
+        while self.idle:
+            candidate = self.idle.pop()
+            if candidate.usable():
+                return candidate
+            candidate.close()
+        return None
+
 
 class PushClient:
     """POST to push services; `post()` answers with an `Answer` or raises `RequestFailed`."""
@@ -170,25 +179,13 @@ class PushClient:
         data = "".join(head).encode("latin-1") + body
         loop = asyncio.get_running_loop()
         async with pool.slots:
-            connection = None
-            while pool.idle:
-                candidate = pool.idle.pop()
-                if candidate.usable():
-                    connection = candidate
-                    break
-                candidate.close()
+            connection = pool.take_idle()
             if connection is None:
                 # A few handshakes at a time: the first answers come back sooner than if a burst opened
-                # every connection at once, and the later sends find a connection free by then.
+                # every connection at once, and the later sends find a connection free by then (looked
+                # for again once this one's turn comes).
                 async with pool.connecting:
-                    while pool.idle and connection is None:
-                        candidate = pool.idle.pop()
-                        if candidate.usable():
-                            connection = candidate
-                        else:
-                            candidate.close()
-                    if connection is None:
-                        connection = await self._connect(pool, scheme, host, port)
+                    connection = pool.take_idle() or await self._connect(pool, scheme, host, port)
             waiter = connection.request(data, loop)
             timer = loop.call_later(self.read_timeout_s, _expire, waiter)
             try:
